@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from agentflow.llm.types import ChatRequest, ChatResponse, Choice, Message, NamedToolChoice, ToolCall, ToolSpec, Usage
+from agentflow.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Message,
+    NamedToolChoice,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from agentflow.llm.usage import UsageLedger
 from agentflow.runs.events import ModelCallEvent, ToolCallEvent, parse_event
 

@@ -9,7 +9,13 @@ import pytest
 from agentflow.agent import TaskResult, Worker
 from agentflow.errors import ServerError
 from agentflow.llm.types import CallContext, Message, OutputSchema
-from agentflow.runs.events import EventLog, ModelCallEvent, ToolCallEvent, WorkerFinishedEvent, WorkerStepEvent
+from agentflow.runs.events import (
+    EventLog,
+    ModelCallEvent,
+    ToolCallEvent,
+    WorkerFinishedEvent,
+    WorkerStepEvent,
+)
 from agentflow.testing import ScriptedModel, call, calls, reply
 from agentflow.tools import tool
 

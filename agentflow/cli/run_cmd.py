@@ -11,13 +11,23 @@ from agentflow.cli.app import app
 from agentflow.cli.common import ApiKeyOption, BaseUrlOption, ModelOption, console, resolve_endpoint, run_async
 
 
-async def _connect(base_url: str, model: str | None, api_key: str | None):
-    """Build the backend and probe it once, so a dead endpoint fails here with one clear message."""
-    from agentflow.llm import OpenAICompatModel
+async def connect(base_url: str, model: str | None, api_key: str | None):
+    """Build the backend after one fail-fast probe, so a dead endpoint gives a single clear message.
 
-    backend = OpenAICompatModel(base_url, model=model, api_key=api_key)
-    await backend.probe()
-    return backend
+    The probe shares its capability cache with the returned model, so nothing is probed twice.
+    """
+    from agentflow.llm import OpenAICompatModel
+    from agentflow.llm.capabilities import CapabilityCache
+    from agentflow.llm.transport import RetryPolicy
+
+    cache = CapabilityCache()
+    probe = OpenAICompatModel(base_url, model, api_key, capability_cache=cache,
+                              retry_policy=RetryPolicy(max_retries=1, connect_retries=0))
+    try:
+        await probe.probe()
+    finally:
+        await probe.aclose()
+    return OpenAICompatModel(base_url, model=model, api_key=api_key, capability_cache=cache)
 
 
 @app.command()
@@ -39,7 +49,7 @@ def run(
         from agentflow.agent import Worker
         from agentflow.tools.builtin import default_tools
 
-        backend = await _connect(base, model_name, key)
+        backend = await connect(base, model_name, key)
         worker = Worker("assistant", "general problem solver", model=backend,
                         tools=default_tools(workspace.resolve()), max_steps=max_steps, max_tokens=max_tokens)
         result = await worker.run(question)

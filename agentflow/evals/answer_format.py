@@ -134,4 +134,20 @@ def format_gaia_answer(answer: str | None, question: str | None = None) -> str:
     return text
 
 
-__all__ = ["GAIA_ANSWER_RULES", "extract_final_answer", "format_gaia_answer"]
+
+
+
+class GaiaAnswerRules:
+    """GAIA's rules as an answer formatter: ``instructions()`` for the answer prompt, ``normalize()``
+    for cleanup. It has the shape of the workforce's ``AnswerFormatter`` protocol (``name``,
+    ``instructions()``, ``normalize(answer, *, question="")``), so it plugs into the answer stage."""
+
+    name = "gaia"
+
+    def instructions(self) -> str:
+        return GAIA_ANSWER_RULES
+
+    def normalize(self, answer: str, *, question: str = "") -> str:
+        return format_gaia_answer(answer, question or None)
+
+__all__ = ["GAIA_ANSWER_RULES", "GaiaAnswerRules", "extract_final_answer", "format_gaia_answer"]

@@ -199,6 +199,8 @@ def load_gaia_tasks(
     tasks: list[GaiaTask] = []
     seen: set[str] = set()
     for row in rows:
+        if limit is not None and len(tasks) >= limit:
+            break
         if str(row.get("task_id", "")).strip() == PLACEHOLDER_TASK_ID:
             continue
         task = parse_task(row, data_dir=root, split_dir=split_dir)
@@ -211,8 +213,6 @@ def load_gaia_tasks(
         if wanted_ids is not None and task.task_id not in wanted_ids:
             continue
         tasks.append(task)
-        if limit is not None and len(tasks) >= limit:
-            break
     logger.info("loaded %d GAIA tasks from %s", len(tasks), split_dir)
     return tasks
 

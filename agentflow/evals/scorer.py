@@ -78,7 +78,7 @@ def score_answer(answer: str | None, ground_truth: str) -> bool:
         answer_items = _SEPARATORS.split(answer)
         if len(truth_items) != len(answer_items):
             return False
-        for got, want in zip(answer_items, truth_items):
+        for got, want in zip(answer_items, truth_items, strict=True):
             want_number = _as_float(want)
             if want_number is not None:
                 if not _number_matches(got, want_number):

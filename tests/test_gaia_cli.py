@@ -1,0 +1,179 @@
+"""End to end on the bundled task set: `agentflow bench gaia` with a custom solver, and the GAIA worker
+solver (ScriptedModel driving real tools on real attachments)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the repo root
+
+from agentflow.evals import GaiaRunner, load_gaia_tasks  # noqa: E402
+from agentflow.evals.adapters import WorkerSolver  # noqa: E402
+from agentflow.evals.runner import read_events  # noqa: E402
+from agentflow.llm.types import ChatRequest  # noqa: E402
+from agentflow.testing import ScriptedModel, call, reply  # noqa: E402
+from benchmarks.gaia_local.generate import generate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("gaia_local")
+    generate(root, seed=0)
+    return root
+
+
+@pytest.fixture
+def cli():
+    from agentflow.cli.bench_cmd import bench_app
+
+    from agentflow.cli import bench_gaia_cmd  # noqa: F401 - registers `gaia` on bench_app
+
+    root = typer.Typer()
+    root.add_typer(bench_app, name="bench")
+    runner = CliRunner()
+    return lambda *args: runner.invoke(root, ["bench", "gaia", *map(str, args)])
+
+
+SOLVER_MODULE = textwrap.dedent('''
+    from pathlib import Path
+    from agentflow.evals import SolverOutput
+    from agentflow.llm.types import Usage
+
+    CALLS = Path(__file__).with_name("calls.txt")
+
+    async def solver(task):
+        with CALLS.open("a") as fh:
+            fh.write(task.task_id + "\\n")
+        # right on level 1, wrong elsewhere: the table must show it per level
+        answer = task.final_answer if task.level == 1 else "wrong"
+        return SolverOutput(answer=f"FINAL ANSWER: {answer}", trace="looked it up",
+                            usage=Usage(prompt_tokens=100, completion_tokens=10))
+''')
+
+
+def test_bench_gaia_runs_resumes_and_reports(cli, dataset, tmp_path, monkeypatch):
+    (tmp_path / "mysolver.py").write_text(SOLVER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    result = cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12,
+                 "--concurrency", 3, "--price-in", 1.0, "--price-out", 2.0, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "GAIA results" in result.output and "pass@1" in result.output
+    assert "submission:" in result.output
+
+    tasks = load_gaia_tasks(dataset, limit=12)
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in results) == sorted(t.task_id for t in tasks)
+    assert all(r["correct"] == (r["level"] == 1) for r in results)
+    assert all(r["cost"] == pytest.approx(100e-6 + 20e-6) for r in results)
+    assert all((out / r["events_path"]).is_file() for r in results)
+    submission = [json.loads(line) for line in (out / "submission.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in submission] == [t.task_id for t in tasks]
+    n_l1 = sum(t.level == 1 for t in tasks)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overall"]["correct"] == n_l1 and summary["overall"]["tasks"] == 12
+
+    # same command again: resumes, nothing reruns; a larger --limit runs only the new tasks
+    assert cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12, "-q").exit_code == 0
+    assert len((tmp_path / "calls.txt").read_text().split()) == 12
+    assert cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 15, "-q").exit_code == 0
+    assert len((tmp_path / "calls.txt").read_text().split()) == 15
+
+    report = cli("--data-dir", dataset, "--out", out, "--limit", 15, "--report-only")
+    assert report.exit_code == 0 and re.search(r"all\s.*15", report.output)
+
+
+def test_bench_gaia_errors_are_one_clear_line(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("GAIA_DATA_DIR", raising=False)
+    result = cli("--out", tmp_path / "x", "--solver", "mysolver:solver")
+    assert result.exit_code == 1
+    assert "no GAIA data directory given" in result.output and "Traceback" not in result.output
+
+
+async def test_worker_solver_uses_the_gaia_tools_on_the_attachment(dataset, tmp_path):
+    tasks = [t for t in load_gaia_tasks(dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold"]
+    task = tasks[0]
+
+    def script(request: ChatRequest):
+        tool_messages = [m for m in request.messages if m.role == "tool"]
+        if not tool_messages:
+            assert {t.name for t in request.tools} >= {"read_document", "python", "calculator", "list_files",
+                                                        "search_documents"}
+            attached = re.search(r"Attached file: (\S+)", request.messages[-1].content or "").group(1)
+            return call("read_document", path=attached)
+        assert "order_id" in (tool_messages[-1].content or "")  # the CSV really was read through the tool
+        return reply(f"I summed the rows. FINAL ANSWER: {task.final_answer}")
+
+    model = ScriptedModel(script)
+    out = tmp_path / "out"
+    split_dir = dataset / "2023" / "validation"
+    report = await GaiaRunner([task], WorkerSolver(model), out, data_dir=dataset, workspace=split_dir,
+                              corpus=split_dir / "corpus").run()
+    assert report.overall.correct == 1
+    events = read_events(out, next(iter(__import__("agentflow.evals.results", fromlist=["x"]).load_records(
+        out / "results.jsonl").values())))
+    assert "tool_call" in {e.type for e in events} and events[-1].type == "bench_task_finished"
+    # the attempt worked on a copy: the dataset folder is untouched, the scratch folder has the file
+    assert (out / "work" / task.task_id / task.file_path.name).is_file()
+    assert (out / "work" / task.task_id / "corpus").is_dir()
+
+
+async def test_workforce_adapter_streams_events_and_reads_the_result(dataset, tmp_path):
+    from agentflow.evals.adapters import WorkforceSolver
+    from agentflow.llm.types import Usage
+    from agentflow.runs.events import WorkerStepEvent
+
+    built = {}
+
+    class FakeResult:
+        def __init__(self, answer):
+            self.answer = answer
+            self.usage = Usage(prompt_tokens=30, completion_tokens=5)
+            self.events = []
+
+    class FakeWorkforce:
+        def __init__(self, tools, task):
+            built["tools"] = [t.name for t in tools]
+            built["file"] = task.file_path
+
+        async def run(self, request, *, sink=None):
+            await sink(WorkerStepEvent(worker="w", step=1, text="reading"))
+            return FakeResult("FINAL ANSWER: 7")
+
+    task = next(t for t in load_gaia_tasks(dataset) if t.file_path is not None)
+    out = tmp_path / "out"
+    report = await GaiaRunner([task], WorkforceSolver(FakeWorkforce), out, data_dir=dataset,
+                              workspace=dataset / "2023" / "validation").run()
+    assert "read_document" in built["tools"] and built["file"].parent == out / "work" / task.task_id
+    from agentflow.evals.results import load_records
+
+    record = load_records(out / "results.jsonl")[(task.task_id, 0)]
+    assert record.answer == "7" and record.tokens == 35
+    assert "worker_step" in [e.type for e in read_events(out, record)]
+    assert report.overall.tasks == 1
+
+
+def test_custom_solver_factory_with_a_scripted_model(cli, dataset, tmp_path, monkeypatch):
+    (tmp_path / "scripted_solver.py").write_text(textwrap.dedent('''
+        from agentflow.evals import ChatModelSolver
+        from agentflow.testing import ScriptedModel, reply
+
+        def make():
+            return ChatModelSolver(ScriptedModel(lambda request: reply("Reasoning... FINAL ANSWER: 1,000 km")))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    result = cli("--data-dir", dataset, "--out", out, "--solver", "scripted_solver:make", "--level", 3,
+                 "--limit", 4, "-q")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["level"] == 3 and r["answer"] == "1000" for r in records)
+    assert all(r["model_calls"] == 1 and r["tokens"] > 0 for r in records)
