@@ -10,12 +10,22 @@ from agentflow.agent import StepRecord, TaskResult, Worker
 from agentflow.errors import AgentflowError
 from agentflow.llm import ChatModel, ChatRequest, ChatResponse, Message, OutputSchema, ToolCall, ToolSpec, Usage
 from agentflow.testing import ScriptedModel
-from agentflow.tools import Tool, Toolkit, ToolResult, tool
+from agentflow.tools import Tool, ToolFailure, Toolkit, ToolResult, tool
+from agentflow.workforce import (
+    Plan,
+    PlanNode,
+    RunResult,
+    Workforce,
+    WorkforceConfig,
+    build_default_workforce,
+    run_sync,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AgentflowError", "ChatModel", "ChatRequest", "ChatResponse", "Message", "OutputSchema", "ScriptedModel",
-    "StepRecord", "TaskResult", "Tool", "ToolCall", "ToolResult", "ToolSpec", "Toolkit", "Usage", "Worker",
-    "__version__", "tool",
+    "StepRecord", "TaskResult", "Tool", "ToolCall", "ToolFailure", "ToolResult", "ToolSpec", "Toolkit", "Usage",
+    "Worker", "__version__", "tool", "Plan", "PlanNode", "RunResult", "Workforce", "WorkforceConfig",
+    "build_default_workforce", "run_sync",
 ]

@@ -35,6 +35,7 @@ from agentflow.llm.types import (
     Message,
     OutputSchema,
     ToolCall,
+    ToolChoice,
     Usage,
 )
 from agentflow.runs.events import (
@@ -149,15 +150,23 @@ class Worker:
         return list(self.toolkit)
 
     def system_prompt(self) -> str:
-        parts = [self.instructions]
-        if self.description:
-            parts.append(f"Your role: {self.name} — {self.description}")
-        return "\n\n".join(parts)
+        return self.instructions
 
     def build_messages(self, task: str, context: str | None = None) -> list[Message]:
-        """Stable system text first, volatile context and task last (prefix-cache friendly)."""
-        user = task if not context else f"Context from earlier steps:\n{context}\n\nTask:\n{task}"
-        return [Message.system(self.system_prompt()), Message.user(user)]
+        """Stable text first, volatile text last, so vLLM's prefix cache can reuse the start.
+
+        The chat template renders the tool list right after the system prompt, so the system
+        prompt holds only the shared instructions: sibling workers with the same instructions and
+        tools then share the whole system-plus-tools prefix. The worker's role, the upstream
+        context and the task follow in the user message, in that order of volatility.
+        """
+        parts = []
+        if self.description:
+            parts.append(f"Your role: {self.name} — {self.description}")
+        if context:
+            parts.append(f"Context from earlier steps:\n{context}")
+        parts.append(f"Task:\n{task}" if parts else task)
+        return [Message.system(self.system_prompt()), Message.user("\n\n".join(parts))]
 
     async def run(
         self,
@@ -170,11 +179,15 @@ class Worker:
         model: ChatModel | None = None,
         n: int = 1,
         max_tokens: int | None = None,
+        tool_choice: ToolChoice | None = None,
     ) -> TaskResult:
         """Solve ``task``; never raises for model or tool trouble (only cancellation propagates).
 
         With ``n > 1`` the worker draws n samples: one request with ``n`` choices when it has no
         tools (the prompt is prefilled once), else n independent trajectories run concurrently.
+        ``tool_choice`` applies to the first model turn only (e.g. ``"required"`` or a
+        ``NamedToolChoice`` to make the worker start with a tool); later turns use ``"auto"``, since
+        forcing a call on every turn would never let the worker answer.
         """
         chosen = model or self.model
         ctx = (call_context or CallContext()).model_copy(update={"worker": self.name})
@@ -186,10 +199,12 @@ class Worker:
             result = TaskResult(failed=True, reason=f"worker {self.name!r} has no model; pass model=...",
                                 worker=self.name)
         elif n > 1 and len(self.toolkit):
-            result = await self._run_trajectories(task, context, emit, ctx, output_schema, chosen, n, max_tokens)
+            result = await self._run_trajectories(task, context, emit, ctx, output_schema, chosen, n, max_tokens,
+                                                  tool_choice)
         else:
             try:
-                result = await self._loop(task, context, emit, ctx, output_schema, chosen, n, max_tokens)
+                result = await self._loop(task, context, emit, ctx, output_schema, chosen, n, max_tokens,
+                                          tool_choice)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not take the whole run down: record it
@@ -202,9 +217,10 @@ class Worker:
                                        steps=len(result.steps), usage=result.usage))
         return result
 
-    async def _run_trajectories(self, task, context, emit, ctx, output_schema, model, n, max_tokens) -> TaskResult:
+    async def _run_trajectories(self, task, context, emit, ctx, output_schema, model, n, max_tokens,
+                                tool_choice) -> TaskResult:
         runs = await asyncio.gather(*[
-            self._loop(task, context, emit, ctx, output_schema, model, 1, max_tokens) for _ in range(n)
+            self._loop(task, context, emit, ctx, output_schema, model, 1, max_tokens, tool_choice) for _ in range(n)
         ])
         ok = [r for r in runs if not r.failed] or list(runs)
         merged = ok[0].model_copy()
@@ -225,6 +241,7 @@ class Worker:
         model: ChatModel,
         n: int,
         max_tokens: int | None,
+        first_tool_choice: ToolChoice | None = None,
     ) -> TaskResult:
         messages = self.build_messages(task, context)
         result = TaskResult(worker=self.name)
@@ -243,7 +260,7 @@ class Worker:
             request = ChatRequest(
                 messages=self._fit_context(messages, model),
                 tools=specs if not out_of_steps else [],
-                tool_choice=("auto" if specs and not out_of_steps else None),
+                tool_choice=self._tool_choice(step, specs, out_of_steps, first_tool_choice),
                 output_schema=output_schema,
                 temperature=self.temperature,
                 max_tokens=max_tokens or self.max_tokens,
@@ -299,6 +316,14 @@ class Worker:
             if choice.text:
                 messages.append(Message.assistant(choice.text))
             messages.append(Message.user(problem))
+
+    @staticmethod
+    def _tool_choice(step: int, specs: list, out_of_steps: bool, first: ToolChoice | None) -> ToolChoice | None:
+        if not specs or out_of_steps:
+            return None
+        if step == 1 and first is not None:
+            return first
+        return "auto"
 
     @staticmethod
     def _final_answer_problem(choice: Choice, output_schema: OutputSchema | None) -> str | None:

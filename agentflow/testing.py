@@ -119,19 +119,23 @@ def request_role(request: ChatRequest) -> str | None:
 class by_role:  # noqa: N801 - reads as a function at the call site
     """Dispatch to a different script per role.
 
-    The role is ``request.context.role``, else the output schema name; when neither matches a key,
-    each key is also tried as a case-insensitive substring of the system prompt. Unmatched
-    requests go to ``default``.
+    The role is ``request.context.role`` (agentflow's planner, coordinator, critic, answer stage
+    and workers always set it), else the output schema name. For requests from code that sets
+    neither, ``match_system_prompt=True`` also tries each key as a case-insensitive substring of
+    the system prompt; it is off by default because ordinary words ("answer") would match.
+    Unmatched requests go to ``default``.
     """
 
-    def __init__(self, default: Script | None = None, **scripts: Script) -> None:
+    def __init__(self, default: Script | None = None, *, match_system_prompt: bool = False,
+                 **scripts: Script) -> None:
         self._scripts = {k: _ScriptCursor(v) for k, v in scripts.items()}
         self._default = _ScriptCursor(default) if default is not None else None
+        self._match_system_prompt = match_system_prompt
 
     def __call__(self, request: ChatRequest) -> Any:
         role = request_role(request)
         cursor = self._scripts.get(role) if role else None
-        if cursor is None:
+        if cursor is None and self._match_system_prompt:
             system = " ".join(m.content or "" for m in request.messages if m.role == "system").lower()
             for key, candidate in self._scripts.items():
                 if key.lower() in system:

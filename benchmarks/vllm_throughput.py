@@ -69,7 +69,7 @@ CATEGORIES = ["bicycles", "coffee machines", "garden tools", "laptops", "running
 
 def tasks_for(phase: str, count: int) -> list[str]:
     """Volatile content last: the phase tag and the question sit after the shared system prompt."""
-    return [f"[{phase} #{i}] Estimate next year's demand growth for {CATEGORIES[i % len(CATEGORIES)]} "
+    return [f"[{phase} task {i}] Estimate next year's demand growth for {CATEGORIES[i % len(CATEGORIES)]} "
             f"in region {i // len(CATEGORIES) + 1}." for i in range(count)]
 
 
@@ -117,8 +117,9 @@ async def run_workers(base_url: str, model: str, tasks: list[str], concurrency: 
         chat_model: Any = base
         limiter = None
         if aimd:
-            limiter = AimdLimiter(initial=4, max_limit=concurrency * 4)
-            chat_model = MetricsAwareModel(base, base_url, limiter=limiter, poll_interval_s=0.1)
+            # starts at the fixed path's limit and adapts from there
+            limiter = AimdLimiter(initial=concurrency, max_limit=concurrency * 4)
+            chat_model = MetricsAwareModel(base, base_url, limiter=limiter, poll_interval_s=0.25)
             await chat_model.start()
         worker = make_worker(chat_model, max_tokens)
         t0 = time.perf_counter()
@@ -135,18 +136,20 @@ async def run_workers(base_url: str, model: str, tasks: list[str], concurrency: 
 async def run_workforce(base_url: str, model: str, tasks: list[str], concurrency: int, max_tokens: int) -> dict:
     from agentflow.workforce import Workforce
     from agentflow.workforce.plan import Plan, PlanNode
+    from agentflow.workforce.validation import PlanLimits
 
     ledger = UsageLedger()
     async with OpenAICompatModel(base_url, model, timeout=300, ledger=ledger, max_concurrency=concurrency) as base:
         worker = make_worker(base, max_tokens)
-        wf = Workforce([worker], model=base, planner=None, critic=None, answer=None, max_concurrency=concurrency)
+        wf = Workforce([worker], model=base, planner=None, critic=None, answer=None, max_concurrency=concurrency,
+                       limits=PlanLimits(max_nodes=len(tasks)))
         plan = Plan(nodes=[PlanNode(id=f"n{i}", goal=t, worker="analyst", check=False) for i, t in enumerate(tasks)])
         t0 = time.perf_counter()
         result = await wf.run("Market study: answer every question independently.", plan=plan)
         wall = time.perf_counter() - t0
-    failed = sum(1 for n in getattr(result.state, "nodes", {}).values()
-                 if getattr(n, "status", "") not in ("done", "succeeded", "confirmed", "finished"))
-    return {"wall_s": wall, "requests": ledger.calls(), "usage": ledger.total(), "failed": failed,
+    if str(result.status) != "succeeded":
+        raise RuntimeError(f"the workforce run did not succeed ({result.status}): {result.error}")
+    return {"wall_s": wall, "requests": ledger.calls(), "usage": ledger.total(), "failed": 0,
             "status": str(result.status)}
 
 
@@ -178,6 +181,7 @@ async def bench(base_url: str, model: str, n: int, concurrency: int, max_tokens:
     await run_raw(base_url, model, tasks_for("warmup", 8), concurrency, max_tokens)
     rows: list[dict] = []
     for r in range(rounds):  # alternate paths so drift (thermal, other load) hits all alike
+        start = len(rows)
         rows.append(await measure("raw", base_url, run_raw(base_url, model, tasks_for(f"raw{r}", n), concurrency,
                                                              max_tokens)))
         rows.append(await measure("workers", base_url, run_workers(base_url, model, tasks_for(f"w{r}", n),
@@ -187,6 +191,9 @@ async def bench(base_url: str, model: str, n: int, concurrency: int, max_tokens:
                                                                              concurrency, max_tokens)))
         rows.append(await measure("aimd", base_url, run_workers(base_url, model, tasks_for(f"a{r}", n),
                                                                   concurrency, max_tokens, aimd=True)))
+        for row in rows[start:]:  # ratio to the raw run of the same round: robust to drift
+            row["round"] = r
+            row["req_ratio_same_round"] = row["req_per_s"] / rows[start]["req_per_s"]
     return rows
 
 
@@ -209,6 +216,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for s in out:
         s["req_ratio_vs_raw"] = s["req_per_s"] / raw["req_per_s"]
         s["tok_ratio_vs_raw"] = s["gen_tok_per_s"] / raw["gen_tok_per_s"]
+        per_round = sorted(r["req_ratio_same_round"] for r in rows if r["path"] == s["path"])
+        s["req_ratio_median_of_rounds"] = per_round[len(per_round) // 2]
+        s["req_ratio_range"] = [per_round[0], per_round[-1]]
     return out
 
 
@@ -224,11 +234,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=64, help="tasks per path and round")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--python", help="python of the vLLM venv (default: tools/vllm_env.py installs one)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
 
     server = None
     base_url = args.base_url
@@ -250,12 +260,13 @@ def main() -> int:
 
     table = Table(title=f"agentflow vs raw client on vLLM ({args.requests} tasks x {args.rounds} rounds, "
                         f"concurrency {args.concurrency}, max_tokens {args.max_tokens})")
-    for col in ("path", "req/s", "gen tok/s", "req ratio", "tok ratio", "prefix hit (metrics)",
-                "prefix hit (usage)", "failed"):
+    for col in ("path", "req/s", "gen tok/s", "req ratio", "tok ratio", "ratio per round (median, range)",
+                "prefix hit (metrics)", "prefix hit (usage)", "failed"):
         table.add_column(col, justify="right" if col != "path" else "left")
     for s in summary:
         table.add_row(s["path"], f"{s['req_per_s']:.1f}", f"{s['gen_tok_per_s']:.0f}", f"{s['req_ratio_vs_raw']:.3f}",
                       f"{s['tok_ratio_vs_raw']:.3f}",
+                      f"{s['req_ratio_median_of_rounds']:.3f} ({s['req_ratio_range'][0]:.2f}-{s['req_ratio_range'][1]:.2f})",
                       f"{s['hit_rate_metrics']:.1%}" if s["hit_rate_metrics"] is not None else "-",
                       f"{s['hit_rate_usage']:.1%}" if s["hit_rate_usage"] is not None else "-", str(s["failed"]))
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 from fake_openai_server import text, tool_call
@@ -53,3 +54,33 @@ def test_nothing_listening_is_one_clear_error():
         assert url in out and "agentflow serve" in out and "AGENTFLOW_BASE_URL" in out
         assert "Traceback" not in out
         assert out.count("error:") == 1
+
+
+def _workforce_brain(body: dict):
+    """Plays every role of a workforce run over HTTP, keyed by the structured-output schema name."""
+    fmt = (body.get("response_format") or {}).get("json_schema") or {}
+    name = fmt.get("name")
+    node = {"expected_output": "a number", "acceptance_criteria": "a number", "worker": None, "handler": "worker",
+            "function": None, "arguments": "", "map_over": None, "map_mode": "project"}
+    if name == "plan":
+        return text(json.dumps({"nodes": [
+            {**node, "id": "a", "goal": "compute 6*7", "inputs": []},
+            {**node, "id": "b", "goal": "compute 5+5", "inputs": []},
+            {**node, "id": "c", "goal": "add the results", "inputs": ["a", "b"]},
+        ], "outputs": ["c"]}))
+    if name == "assignments":
+        ids = fmt["schema"]["properties"]["assignments"]["items"]["properties"]["node"]["enum"]
+        return text(json.dumps({"assignments": [{"node": i, "worker": "assistant"} for i in ids]}))
+    if name == "verdict":
+        return text(json.dumps({"ok": True, "score": 0.95, "feedback": ""}))
+    return text("52")
+
+
+def test_run_uses_the_workforce_by_default(fake_openai_factory, tmp_path):
+    server = fake_openai_factory(default=_workforce_brain)
+    result = runner.invoke(app, ["run", "What is 6*7 + 5+5?", "--base-url", server.base_url,
+                                 "--workspace", str(tmp_path), "--no-critic"])
+    assert result.exit_code == 0, result.output
+    assert "52" in result.output and "succeeded" in result.output and "3 nodes" in result.output
+    names = [((r.get("response_format") or {}).get("json_schema") or {}).get("name") for r in server.requests]
+    assert names[0] == "plan" and "verdict" not in names

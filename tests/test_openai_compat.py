@@ -228,11 +228,23 @@ async def test_routing_can_be_switched_off_and_is_not_used_off_vllm(fake_openai_
         await model.complete(user(tools=[ADD], tool_choice=NamedToolChoice(name="add")))
     assert "response_format" not in plain.requests[0] and plain.requests[0]["tools"][0]["function"]["strict"]
 
-    vllm = fake_openai_factory()
-    vllm.enqueue(text('{"name": "add", "arguments": {"a": 1, "b": 1}}'))
-    async with make(vllm, forced_tool_mode="response_format") as model:
-        await model.complete(user(tools=[ADD, SEARCH], tool_choice="required"))  # two tools: not a single forced one
-    assert "tools" in vllm.requests[0]
+    switched_off = fake_openai_factory()
+    switched_off.enqueue(tool_call("add", {"a": 1, "b": 1}))
+    async with make(switched_off, forced_tool_mode="tool_choice") as model:
+        await model.complete(user(tools=[ADD], tool_choice=NamedToolChoice(name="add")))
+    assert "response_format" not in switched_off.requests[0] and switched_off.requests[0]["tool_choice"]
+
+
+async def test_required_among_several_tools_routes_through_an_anyof_schema(fake_openai) -> None:  # noqa: ANN001
+    fake_openai.enqueue(text('{"name": "search", "arguments": {"q": "x"}}'))
+    async with make(fake_openai) as model:
+        response = await model.complete(user(tools=[ADD, SEARCH], tool_choice="required"))
+    body = fake_openai.requests[0]
+    variants = body["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert [v["properties"]["name"]["const"] for v in variants] == ["add", "search"]
+    assert "tools" not in body
+    call = response.tool_calls[0]
+    assert call.name == "search" and call.arguments == {"q": "x"} and call.parse_error is None
 
 
 async def test_malformed_tool_arguments_are_repaired_or_reported(fake_openai: FakeOpenAIServer) -> None:

@@ -56,7 +56,8 @@ async def test_exception_items_are_raised():
 
 
 async def test_by_role_routes_on_context_schema_and_system_prompt():
-    model = ScriptedModel(by_role(planner=["plan"], critic=lambda r: "verdict", summarizer=["sum"], default=["other"]))
+    model = ScriptedModel(by_role(planner=["plan"], critic=lambda r: "verdict", summarizer=["sum"], default=["other"],
+                                   match_system_prompt=True))
     assert (await model.complete(req(context=CallContext(role="planner")))).text == "plan"
     assert (await model.complete(req(output_schema=OutputSchema(name="critic", json_schema={})))).text == "verdict"
     sys_req = ChatRequest(messages=[Message.system("You are the SUMMARIZER."), Message.user("x")])

@@ -197,3 +197,20 @@ async def test_context_trimming_elides_old_tool_outputs():
 async def test_no_model_is_a_clear_failure():
     result = await Worker("w").run("x")
     assert result.failed and "model" in result.reason
+
+
+async def test_first_step_tool_choice_then_auto():
+    from agentflow.llm.types import NamedToolChoice
+
+    model = ScriptedModel([call("add", a=1, b=1), reply("2")])
+    await Worker("w", model=model, tools=[add]).run("x", tool_choice=NamedToolChoice(name="add"))
+    assert model.requests[0].tool_choice == NamedToolChoice(name="add")
+    assert model.requests[1].tool_choice == "auto"
+
+
+async def test_siblings_share_the_system_prompt_and_volatile_text_comes_last():
+    a = Worker("alpha", "does A", tools=[add])
+    b = Worker("beta", "does B", tools=[add])
+    ma, mb = a.build_messages("task one", "ctx"), b.build_messages("task two")
+    assert ma[0] == mb[0]  # identical system prompt: a shared cacheable prefix with the tool list
+    assert ma[1].content.index("does A") < ma[1].content.index("ctx") < ma[1].content.index("task one")

@@ -106,7 +106,7 @@ async def test_map_goal_item_placeholder() -> None:
              {"id": "each", "goal": "population of {item} in 2020", "map": {"over": "list"}}]
     await run_plan(m, nodes, functions=[cities])
     prompts = sorted(user_text(c.request) for c in m.calls_for(role="worker"))
-    assert prompts[0].startswith("population of Lima in 2020")
+    assert "Task:\npopulation of Lima in 2020" in prompts[0]
 
 
 async def test_map_filter_with_a_symbolic_predicate() -> None:

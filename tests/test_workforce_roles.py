@@ -205,3 +205,24 @@ def test_run_sync_from_a_script() -> None:
     wf = Workforce([Worker("w", model=m)], model=m, planner=None, critic=None)
     result = wf.run_sync("2+2?", plan=Plan(nodes=[PlanNode(id="a", goal="add")]))
     assert result.ok and result.answer == "4"
+
+
+async def test_build_default_workforce_for_the_cli() -> None:
+    from agentflow.tools.builtin import calculator
+    from agentflow.workforce import build_default_workforce
+
+    plan = {"nodes": [{"id": "calc", "goal": "compute 6*7", "worker": "assistant"},
+                      {"id": "say", "goal": "state {calc} in words", "inputs": ["calc"], "worker": "writer"}],
+            "outputs": ["say"]}
+    m = ScriptedModel(by_role(planner=[reply(plan)], worker=lambda req: reply(f"{req.context.worker} did it"),
+                              critic=lambda req: reply({"verdict": "yes", "score": 1, "feedback": ""}),
+                              answer=lambda req: reply("forty-two")))
+    wf = build_default_workforce(m, [calculator], max_concurrency=4)
+    assert sorted(wf.workers) == ["assistant", "writer"]
+    assert [t.name for t in wf.workers["assistant"].tools] == ["calculator"] and not wf.workers["writer"].tools
+    result = await wf.run("What is 6*7, in words?")
+    assert result.ok and result.answer == "forty-two"
+    assert {n: r.worker for n, r in result.nodes.items()} == {"calc": "assistant", "say": "writer"}
+    assert m.calls_for(role="coordinator") == []  # both nodes named their worker
+    solo = build_default_workforce(m, critic=False)
+    assert list(solo.workers) == ["assistant"] and solo.critic is None

@@ -211,3 +211,14 @@ async def test_speculative_start_overlaps_the_critic() -> None:
     wf2 = Workforce([Worker("w", "general", model=m2)], model=m2, planner=None, speculate=False)
     assert (await wf2.run("req", plan=p)).ok
     assert m2.calls_for(role="worker", node_id="b")[0].started >= m2.calls_for(role="critic", node_id="a")[0].ended
+
+
+async def test_cancel_before_the_run_starts() -> None:
+    m = model()
+    handle = workforce(m).start("req", plan=plan({"id": "a", "goal": "A"}))
+    handle.cancel("changed my mind")
+    result = await handle
+    assert result.status == "cancelled" and result.error == "changed my mind"
+    assert m.calls == []
+    handle.cancel("again")  # after the end: no effect
+    assert (await handle).error == "changed my mind"

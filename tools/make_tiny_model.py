@@ -272,6 +272,7 @@ def ensure_tiny_model(root: Path | None = None, *, force: bool = False) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root))
         try:
             build_model(tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the model is shared by every user's server
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)

@@ -77,7 +77,8 @@ def normalize_answer(text: str | None) -> str:
     s = s.replace("**", "").replace("`", "").strip().lower()
     s = _THOUSANDS.sub(r"\1", s)  # "1,000" -> "1000" before commas become separators
     s = _PUNCT.sub(" ", s)
-    s = _ARTICLES.sub(" ", s)
+    # drop articles, unless the answer is nothing but one (multiple choice "A")
+    s = _ARTICLES.sub(" ", s) if _ARTICLES.sub(" ", s).strip(" .-") else s
     tokens = [t.strip(".") if _NUMBER.match(t.strip(".")) else t.strip(".-") for t in s.split()]
     tokens = [_canonical_number(t) for t in tokens if t]
     return " ".join(tokens)

@@ -9,6 +9,7 @@ is the ordered, validated collection that the allocator, the tracker and the sea
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ class ModelSpec(BaseModel):
         return value
 
 
+_SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
+
+
+def guess_params(name: str) -> float | None:
+    """Parameter count from a model name's size tag ("Qwen2.5-7B-Instruct" -> 7e9,
+    "llama-3.1-70b" -> 70e9, "smollm-360M" -> 3.6e8); ``None`` without one.
+
+    AgentTTS read sizes from names the same way; a registry entry is still the reliable source.
+    """
+    found = _SIZE.findall(name.split("/")[-1])
+    if not found:
+        return None
+    value, unit = found[-1]
+    return float(value) * (1e9 if unit in "bB" else 1e6)
+
+
 class ModelRegistry:
     """Models by name, kept in ascending parameter order (ties keep insertion order).
 
@@ -71,6 +88,21 @@ class ModelRegistry:
         ordered = sorted(self._specs.values(), key=lambda s: s.params)
         self._specs = {s.name: s for s in ordered}
         return spec
+
+    def ensure(self, name: str, params: float | None = None) -> ModelSpec:
+        """The entry for ``name``, adding one when missing (size from ``params`` or the name).
+
+        Raises ``ConfigurationError`` when the model is unknown and its size cannot be told.
+        """
+        if name in self._specs:
+            return self._specs[name]
+        size = params if params is not None else guess_params(name)
+        if size is None:
+            raise ConfigurationError(
+                f"the parameter count of model {name!r} is unknown",
+                hint="register it (ModelSpec(name=..., params=7e9)) or use a token or dollar budget",
+            )
+        return self.add(ModelSpec(name=name, params=size))
 
     def get(self, name: str) -> ModelSpec:
         try:

@@ -27,6 +27,5 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# Command modules register on import. Keep one line per module.
-from agentflow.cli import run_cmd  # noqa: E402,F401
-from agentflow.cli import doctor_cmd  # noqa: E402,F401
+# Command modules register themselves on import; list every one here.
+from agentflow.cli import bench_cmd, bench_gaia_cmd, doctor_cmd, run_cmd, serve_cmd

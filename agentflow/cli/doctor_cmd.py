@@ -6,7 +6,14 @@ import typer
 from rich.table import Table
 
 from agentflow.cli.app import app
-from agentflow.cli.common import ApiKeyOption, BaseUrlOption, ModelOption, console, resolve_endpoint, run_async
+from agentflow.cli.common import (
+    ApiKeyOption,
+    BaseUrlOption,
+    ModelOption,
+    console,
+    resolve_endpoint,
+    run_async,
+)
 
 _MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]?[/]"}
 

@@ -8,7 +8,14 @@ import typer
 from rich.panel import Panel
 
 from agentflow.cli.app import app
-from agentflow.cli.common import ApiKeyOption, BaseUrlOption, ModelOption, console, resolve_endpoint, run_async
+from agentflow.cli.common import (
+    ApiKeyOption,
+    BaseUrlOption,
+    ModelOption,
+    console,
+    resolve_endpoint,
+    run_async,
+)
 
 
 async def connect(base_url: str, model: str | None, api_key: str | None):
@@ -40,33 +47,80 @@ def run(
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Folder the file and python tools may use."),
     max_steps: int = typer.Option(8, "--max-steps", help="Model turns per worker."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Cap on generated tokens per call."),
-    show_steps: bool = typer.Option(False, "--steps", help="Print each step of the run."),
+    critic: bool = typer.Option(True, "--critic/--no-critic", help="Check each node's result (workforce only)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds for the whole run."),
+    show_steps: bool = typer.Option(False, "--steps", help="Print each step (single worker) or the final plan."),
 ) -> None:
-    """Answer QUESTION with the built-in tools (python, calculator, file list/read)."""
+    """Answer QUESTION with the built-in tools (python, calculator, file list/read).
+
+    By default a workforce plans the request as a task DAG, runs independent nodes in parallel,
+    checks each result and replans what failed; --single uses one tool-calling worker.
+    """
     base, model_name, key = resolve_endpoint(base_url, model, api_key)
+    tools_root = workspace.resolve()
 
     async def main() -> None:
-        from agentflow.agent import Worker
         from agentflow.tools.builtin import default_tools
 
         backend = await connect(base, model_name, key)
-        worker = Worker("assistant", "general problem solver", model=backend,
-                        tools=default_tools(workspace.resolve()), max_steps=max_steps, max_tokens=max_tokens)
-        result = await worker.run(question)
-        if show_steps:
-            for step in result.steps:
-                calls = ", ".join(f"{c.name}({c.raw_arguments})" for c in step.tool_calls)
-                console.print(f"[dim]step {step.index}:[/] {calls or (step.text or '')[:200]}")
-        style = "red" if result.failed else "green"
-        title = "failed" if result.failed else "answer"
-        console.print(Panel(result.content or "(no answer)", title=title, border_style=style))
-        if result.reason:
-            console.print(f"[dim]{result.reason}[/]")
-        u = result.usage
-        console.print(f"[dim]{result.model_calls} model calls, {result.tool_calls} tool calls, "
-                      f"{u.prompt_tokens}+{u.completion_tokens} tokens, {result.seconds:.1f}s[/]")
-        if result.failed:
-            raise typer.Exit(1)
+        tools = default_tools(tools_root)
+        if single:
+            await _run_single(backend, tools, question, max_steps, max_tokens, show_steps)
+        else:
+            await _run_workforce(backend, tools, question, max_steps, max_tokens, critic, timeout, show_steps)
 
-    _ = single  # the single-worker path is the only one until the workforce is wired in below
     run_async(main())
+
+
+async def _run_single(backend, tools, question: str, max_steps: int, max_tokens: int | None, show_steps: bool) -> None:
+    from agentflow.agent import Worker
+
+    worker = Worker("assistant", "general problem solver", model=backend, tools=tools, max_steps=max_steps,
+                    max_tokens=max_tokens)
+    result = await worker.run(question)
+    if show_steps:
+        for step in result.steps:
+            calls = ", ".join(f"{c.name}({c.raw_arguments})" for c in step.tool_calls)
+            console.print(f"[dim]step {step.index}:[/] {calls or (step.text or '')[:200]}")
+    _print_answer(result.content, result.failed, result.reason)
+    u = result.usage
+    console.print(f"[dim]{result.model_calls} model calls, {result.tool_calls} tool calls, "
+                  f"{u.prompt_tokens}+{u.completion_tokens} tokens, {result.seconds:.1f}s[/]")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+async def _run_workforce(backend, tools, question: str, max_steps: int, max_tokens: int | None, critic: bool,
+                         timeout: float | None, show_steps: bool) -> None:
+    import asyncio
+
+    from rich.live import Live
+
+    from agentflow.workforce import build_default_workforce, render_run
+
+    workforce = build_default_workforce(backend, tools, max_steps=max_steps, max_tokens=max_tokens, critic=critic)
+    handle = workforce.start(question, timeout=timeout)
+    # a live view only on a terminal; piped output gets the final answer alone
+    with Live(render_run(handle.state), console=console, refresh_per_second=4, transient=not show_steps,
+              auto_refresh=console.is_terminal) as live:
+        while not handle.done():
+            live.update(render_run(handle.state))
+            await asyncio.sleep(0.25)
+        result = await handle
+        live.update(render_run(result.state))
+    if show_steps and not console.is_terminal:
+        console.print(render_run(result.state))
+    ok = result.status in ("succeeded", "partial")
+    _print_answer(result.answer or "", not ok, result.error if not ok else None)
+    totals = result.usage
+    console.print(f"[dim]status {result.status}; {len(result.state.nodes)} nodes; {result.model_calls} model calls; "
+                  f"{totals.prompt_tokens}+{totals.completion_tokens} tokens; {result.duration_s:.1f}s[/]")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_answer(content: str, failed: bool, reason: str | None) -> None:
+    console.print(Panel(content or "(no answer)", title="failed" if failed else "answer",
+                        border_style="red" if failed else "green"))
+    if reason:
+        console.print(f"[dim]{reason}[/]")

@@ -34,6 +34,14 @@ _LAZY = {
     "CapabilityCache": "agentflow.llm.capabilities",
     "RetryPolicy": "agentflow.llm.transport",
     "RetryNotice": "agentflow.llm.transport",
+    "VllmServer": "agentflow.llm.vllm_server",
+    "VllmServerConfig": "agentflow.llm.vllm_server",
+    "VllmEngineModel": "agentflow.llm.vllm_engine",
+    "fetch_metrics": "agentflow.llm.metrics",
+    "VllmMetrics": "agentflow.llm.metrics",
+    "AimdLimiter": "agentflow.llm.metrics",
+    "MetricsAwareModel": "agentflow.llm.metrics",
+    "PrefixCacheProbe": "agentflow.llm.metrics",
 }
 
 
@@ -55,5 +63,6 @@ __all__ = [
     "stream_from_complete",
     # lazily imported (see _LAZY)
     "Capabilities", "Capability", "CapabilityCache", "EndpointPool", "OpenAICompatModel", "RetryNotice",
-    "RetryPolicy", "probe_endpoint",
+    "RetryPolicy", "probe_endpoint", "VllmServer", "VllmServerConfig", "VllmEngineModel", "fetch_metrics",
+    "VllmMetrics", "AimdLimiter", "MetricsAwareModel", "PrefixCacheProbe",
 ]

@@ -76,6 +76,8 @@ class RequestPlan:
     schema_mode: SchemaMode = "none"
     #: the tool a call is forced to, when exactly one is
     forced: ToolSpec | None = None
+    #: the tools a json_schema-routed forced call may name (``tool_mode="json_schema"``)
+    routed: list[ToolSpec] = field(default_factory=list)
     #: a tool call is mandatory (tool_choice required or named)
     must_call: bool = False
     #: tools whose arguments the server constrains (strict); others are validated client-side
@@ -105,15 +107,23 @@ def safe_name(name: str) -> str:
     return (_SAFE_NAME_RE.sub("_", name) or "output")[:64]
 
 
-def forced_call_schema(tool: ToolSpec) -> dict[str, Any]:
-    """The json_schema that makes a structured-output response *be* a call to ``tool``."""
-    params = tool.parameters or {"type": "object", "properties": {}}
-    return {
-        "type": "object",
-        "properties": {"name": {"type": "string", "const": tool.name}, "arguments": params},
-        "required": ["name", "arguments"],
-        "additionalProperties": False,
-    }
+def forced_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+    """The json_schema that makes a structured-output response *be* a call to one of ``tools``.
+
+    One tool gives ``{"name": <const>, "arguments": <its parameters>}``; several give an
+    ``anyOf`` of those objects, so ``tool_choice="required"`` over many tools is constrained too.
+    """
+    variants = [
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string", "const": t.name},
+                           "arguments": t.parameters or {"type": "object", "properties": {}}},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
 def _inject_instruction(messages: list[dict[str, Any]], text: str) -> None:
@@ -156,10 +166,17 @@ def auto_tools_instruction(tools: list[ToolSpec]) -> str:
             "</tool_call> (one block per call). Otherwise answer normally.")
 
 
-def routed_call_instruction(tool: ToolSpec) -> str:
-    return (f"Call the function `{tool.name}` now: {tool.description or '(no description)'}\n"
-            f"Reply with a JSON object {{\"name\": \"{tool.name}\", \"arguments\": {{...}}}} whose arguments "
-            f"conform to: {_json(tool.parameters)}")
+def routed_call_instruction(tools: list[ToolSpec]) -> str:
+    if len(tools) == 1:
+        tool = tools[0]
+        return (f"Call the function `{tool.name}` now: {tool.description or '(no description)'}\n"
+                f"Reply with a JSON object {{\"name\": \"{tool.name}\", \"arguments\": {{...}}}} whose arguments "
+                f"conform to: {_json(tool.parameters)}")
+    listing = "\n".join(f"- `{t.name}`: {t.description or '(no description)'}; arguments: {_json(t.parameters)}"
+                         for t in tools)
+    return ("Call exactly one of these functions now:\n" + listing +
+            '\nReply with a JSON object {"name": <function name>, "arguments": {...}} whose arguments conform '
+            "to that function's schema.")
 
 
 def _messages_as_text_tools(messages: list[Message]) -> list[dict[str, Any]]:
@@ -219,24 +236,29 @@ def build_plan(
             notes.append("tool calling is not supported by the server: tools described in the prompt, "
                          "calls parsed from the text")
     elif must_call:
+        # a named choice routes to its tool; "required" routes to an anyOf over every tool
+        routed = [forced] if forced is not None else ([] if isinstance(choice, NamedToolChoice) else list(tools))
         use_routing = (
-            forced is not None
+            bool(routed)
             and schema is None
             and "forced_via_tool_choice" not in downgrades
             and caps.json_schema.usable
             and (forced_tool_mode == "response_format" or (forced_tool_mode == "auto" and caps.is_vllm))
         )
         choice_cap = caps.tool_choice_named if isinstance(choice, NamedToolChoice) else caps.tool_choice_required
-        if use_routing and forced is not None:
+        if use_routing:
             plan.tool_mode = "json_schema"
             plan.strict_tools = True
+            plan.routed = routed
             tools_natively = False
+            label = routed[0].name if len(routed) == 1 else "tool"
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": safe_name(f"call_{forced.name}"), "description": forced.description,
-                                "schema": forced_call_schema(forced), "strict": True},
+                "json_schema": {"name": safe_name(f"call_{label}"),
+                                "description": routed[0].description if len(routed) == 1 else "a function call",
+                                "schema": forced_call_schema(routed), "strict": True},
             }
-            instructions.append(routed_call_instruction(forced))
+            instructions.append(routed_call_instruction(routed))
         elif choice_cap.usable:
             strict = strict_forced_tools and caps.strict_tools.usable and "no_strict_tools" not in downgrades
             plan.tool_mode = "native" if strict else "native_unconstrained"
@@ -411,26 +433,31 @@ def _native_tool_calls(raw_calls: Any, choice: Choice) -> list[ToolCall]:
     return calls
 
 
-def _routed_call(text: str | None, forced: ToolSpec, choice: Choice) -> ToolCall:
+def _routed_call(text: str | None, routed: list[ToolSpec], choice: Choice) -> ToolCall:
     """The ToolCall inside a json_schema-routed forced call (``{"name":..., "arguments":...}``)."""
+    names = [t.name for t in routed]
     parsed = parse_json_lenient(text)
+    named = parsed.value.get("name") if parsed.ok and isinstance(parsed.value, dict) else None
+    # the name to report when the call cannot be read: the only candidate, or what the model wrote
+    fallback = named if isinstance(named, str) and named in names else names[0]
     if parsed.ok and parsed.truncated:
-        return ToolCall(name=forced.name, arguments=None, raw_arguments=text or "", parse_error=CUT_OFF)
+        return ToolCall(name=fallback, arguments=None, raw_arguments=text or "", parse_error=CUT_OFF)
     if parsed.ok:
-        found = tool_call_from_object(parsed.value, {forced.name})
+        found = tool_call_from_object(parsed.value, set(names))
         if found is not None:
             call, notes = found
             if parsed.repair:
                 notes.insert(0, parsed.repair)
             if notes:
                 call.repaired = "; ".join(notes)
-                choice.repairs.append(f"forced call {forced.name}: {call.repaired}")
+                choice.repairs.append(f"forced call {call.name}: {call.repaired}")
             return call
-        error = f'expected {{"name": "{forced.name}", "arguments": {{...}}}}, got {(text or "")[:200]!r}'
+        shape = " or ".join(f'{{"name": "{n}", "arguments": {{...}}}}' for n in names)
+        error = f"expected {shape}, got {(text or '')[:200]!r}"
     else:
         error = parsed.error or "not valid JSON"
-    return ToolCall(name=forced.name, arguments=None, raw_arguments=text or "",
-                    parse_error=f"the forced call to {forced.name} could not be read: {error}")
+    return ToolCall(name=fallback, arguments=None, raw_arguments=text or "",
+                    parse_error=f"the forced call to {fallback} could not be read: {error}")
 
 
 def decode_choice(raw: dict[str, Any], plan: RequestPlan, request: ChatRequest, index: int | None = None) -> Choice:
@@ -445,8 +472,8 @@ def decode_choice(raw: dict[str, Any], plan: RequestPlan, request: ChatRequest, 
     choice.repairs.extend(plan.notes)
     choice.tool_calls = _native_tool_calls(message.get("tool_calls"), choice)
 
-    if plan.tool_mode == "json_schema" and plan.forced is not None:
-        choice.tool_calls = [_routed_call(text, plan.forced, choice)]
+    if plan.tool_mode == "json_schema" and plan.routed:
+        choice.tool_calls = [_routed_call(text, plan.routed, choice)]
         choice.text = None
     elif not choice.tool_calls and text and plan.tool_mode != "none":
         leaked = extract_leaked_tool_calls(text, {t.name for t in request.tools})

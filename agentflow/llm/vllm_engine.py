@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentflow.errors import ConfigurationError, ContextLengthExceededError, ModelError
+from agentflow.llm.openai_wire import forced_call_schema
 from agentflow.llm.repair import extract_leaked_tool_calls, parse_json_lenient, parse_tool_arguments
 from agentflow.llm.schema_check import validation_error
 from agentflow.llm.types import (
@@ -69,20 +70,6 @@ def _import_vllm() -> Any:
         raise ConfigurationError(f"`import vllm` found {list(getattr(vllm, '__path__', []))}, not the vLLM package",
                                  hint=_INSTALL_HINT)
     return vllm
-
-
-def forced_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
-    """JSON schema of one call to any of ``tools``: ``{"name": ..., "arguments": {...}}``."""
-    variants = [
-        {
-            "type": "object",
-            "properties": {"name": {"type": "string", "enum": [t.name]}, "arguments": t.parameters},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for t in tools
-    ]
-    return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
 def conversation(request: ChatRequest) -> list[dict[str, Any]]:

@@ -211,6 +211,8 @@ class WorkforceRun:
             self._forwarder = asyncio.ensure_future(self._forward(self._external_sink))
         self._emit(RunStartedEvent, request=self.request, options=self.wf.describe())
         self._body = asyncio.ensure_future(self._run_body())
+        if self._cancel_reason is not None:  # cancelled before it started
+            self._body.cancel()
         timer = (asyncio.get_running_loop().call_later(self._timeout, self.cancel,
                                                        f"the run exceeded its timeout of {self._timeout:g}s")
                  if self._timeout else None)
@@ -233,11 +235,16 @@ class WorkforceRun:
             await self._close_sink()
 
     def cancel(self, reason: str = "the run was cancelled") -> None:
-        """Stop the run: running nodes are cancelled and the result has status ``cancelled``."""
-        if self._body is None or self._body.done() or self._cancel_reason is not None:
+        """Stop the run: running nodes are cancelled and the result has status ``cancelled``.
+
+        Safe to call at any time: before the run has started (it then stops at once), while it
+        runs, or after it finished (no effect).
+        """
+        if self._cancel_reason is not None or (self._body is not None and self._body.done()):
             return
         self._cancel_reason = reason
-        self._body.cancel()
+        if self._body is not None:
+            self._body.cancel()
 
     async def _close_sink(self) -> None:
         if self._sink_queue is None or self._forwarder is None:

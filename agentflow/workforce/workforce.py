@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from functools import cached_property
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any, Literal
 
 import networkx as nx
@@ -232,8 +232,10 @@ class Workforce:
                 raise ConfigurationError(f"two workers are named {name!r}", hint="give every worker a unique name")
             self.workers[name] = w
         self.model = model or next((w.model for w in self.workers.values() if getattr(w, "model", None)), None)
-        for w in self.workers.values():
-            if getattr(w, "model", None) is None and self.model is None:
+        from agentflow.agent import Worker
+
+        for w in self.workers.values():  # custom worker objects may need no model at all
+            if isinstance(w, Worker) and w.model is None and self.model is None:
                 raise ConfigurationError(f"worker {w.name!r} has no model",
                                          hint="pass model= to the Workforce or to the Worker")
         try:

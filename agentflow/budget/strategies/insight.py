@@ -18,13 +18,19 @@ AgentTTS's three findings, written as an algorithm so allocation works with no m
    the estimates approximate, so every move is measured and kept only if the score improves.
 
 Then the models are revisited at the spends the ascent settled on (a large model that lost at
-probe spend may win with more budget): one subtask at a time switches model — ordered by how close
-the model came to the winner in its probes — with a short line search over how much budget it
-takes from the others (a larger model is tried with 0%, 25% and 50% of the others' spend,
-stopping when the score drops), and the ascent reruns from the best point of that line. A result
-that beats the incumbent replaces it. Every replacement strictly improves the measured score, so
-the plan ends; remaining trials go to unmeasured neighbours of the best configuration. Proposals
-never repeat: a move that lands on a measured configuration is answered from memory, at no trial.
+probe spend may win with more budget): one subtask at a time switches model, with a short line
+search over the new model's sample count — what its current spend affords, then about twice
+that and twice again for a larger model (finding 2: find where it saturates), the other
+subtasks paying in proportion, a squeezed one moving to a smaller model — stopping when the
+score drops; the ascent reruns from the best point of the line, and a result that beats the
+incumbent replaces it. Larger models the probes could afford only once or twice go first (one or
+two samples understate a model), then the rest by how close they came to their subtask's winner.
+Finally a first-improvement local search over a wider neighbourhood (budget moves of one to four
+ladder levels between every pair of subtasks, model switches at equal spend, single raises).
+
+Every replacement strictly improves the measured score, so the plan ends; remaining trials go to
+unmeasured neighbours of the best configuration. Proposals never repeat: a move that lands on a
+measured configuration is answered from memory, at no trial.
 """
 
 from __future__ import annotations
@@ -123,9 +129,11 @@ class InsightGuidedStrategy(SearchStrategy):
             self.note(n)
         scores = yield [p.config for p in probes]
         probe_score: list[dict[str, float]] = [{} for _ in range(k)]
+        probe_samples: list[dict[str, int]] = [{} for _ in range(k)]
         for p, s in zip(probes, scores, strict=True):
             if s is not None:
                 probe_score[p.subtask][p.model] = max(s, probe_score[p.subtask].get(p.model, -math.inf))
+                probe_samples[p.subtask][p.model] = p.config[p.subtask].samples
         self.probe_ranking = [
             sorted(space.subtasks[i].models,
                    key=lambda m, i=i: (-(probe_score[i].get(m, -math.inf)), space.registry.get(m).params))
@@ -143,35 +151,69 @@ class InsightGuidedStrategy(SearchStrategy):
         #    subtask's model, line-search its spend, ascend from the best point of that line, and
         #    keep the result when it beats the incumbent. Switches are tried in order of how close
         #    the model came to the subtask's winner in the probes.
-        def deficit(i: int, model: str) -> float:
+        def priority(i: int, model: str) -> tuple[int, float]:
             top = probe_score[i].get(self.probe_ranking[i][0], 0.0)
-            return top - probe_score[i].get(model, top - 1.0)
+            deficit = top - probe_score[i].get(model, top - 1.0)
+            # a larger model that its probe could afford only once or twice is understated by it
+            # (finding 2: one or two samples sit far below the curve's ceiling): revisit it first
+            understated = probe_samples[i].get(model, 1) <= 2 and \
+                space.registry.get(model).params > space.registry.get(best[i].model).params
+            return (0 if understated else 1, deficit)
 
         tried: set[tuple[Config, int, str]] = set()
         while True:
             options = [(i, m) for i in range(k) for m in space.subtasks[i].models
                        if m != best[i].model and (best, i, m) not in tried]
             if not options:
+                yield from self._widen(best, best_score)
                 return
-            i, model = min(options, key=lambda im: deficit(*im))
+            i, model = min(options, key=lambda im: priority(*im))
             tried.add((best, i, model))
             self.phase = "switch"
             line_best, line_score = None, -math.inf
-            larger = space.registry.get(model).params > space.registry.get(best[i].model).params
-            for transfer in ((0.0, 0.25, 0.5) if larger else (0.0,)):
-                cand = self._switch(best, i, model, transfer)
-                if cand is None:
-                    continue
+            for cand in self._switch_line(best, i, model):
                 (s,) = yield [cand]
                 value = s if s is not None else -math.inf
                 if value <= line_score:
-                    break  # past the best spend for this model
+                    break  # past the best sample count for this model
                 line_best, line_score = cand, value
             if line_best is None:
                 continue
             found, found_score = yield from self._ascend(line_best, line_score)
             if found_score > best_score + self.min_gain:
                 best, best_score = found, found_score
+
+    def _widen(self, best: Config, best_score: float) -> Generator[Batch, list[float | None], tuple[Config, float]]:
+        """First-improvement local search over a wider neighbourhood of ``best``: every pairwise
+        budget move with the donor one to four levels lower, every model switch at the same
+        spend, every single raise that fits. Recentres on each improvement."""
+        space = self.space
+        k = len(space)
+        while True:
+            self.phase = "widen"
+            neighbours: list[Config] = []
+            for i in range(k):
+                if (up := self._raise(best, i)) is not None:
+                    neighbours.append(up)
+                for model in space.subtasks[i].models:
+                    if model != best[i].model and (cand := self._switch(best, i, model, 0)) is not None:
+                        neighbours.append(cand)
+                for j in range(k):
+                    if i != j:
+                        for levels in range(1, 5):
+                            cand = self._exchange_exact(best, receiver=i, donor=j, levels=levels)
+                            if cand is not None:
+                                neighbours.append(cand)
+            fresh = list(dict.fromkeys(c for c in neighbours if c not in self.results))
+            self.rng.shuffle(fresh)
+            improved = False
+            for cand in fresh:
+                (s,) = yield [cand]
+                if s is not None and s > best_score + self.min_gain:
+                    best, best_score, improved = cand, s, True
+                    break
+            if not improved:
+                return best, best_score
 
     def _ascend(self, best: Config, best_score: float) -> Generator[Batch, list[float | None], tuple[Config, float]]:
         """Local ascent over spends with the models fixed: greedy raises, then rebalancing."""
@@ -270,9 +312,9 @@ class InsightGuidedStrategy(SearchStrategy):
                     return self._with(config, i, choice)
         return None
 
-    def _exchange(self, config: Config, *, receiver: int, donor: int) -> Config | None:
+    def _exchange(self, config: Config, *, receiver: int, donor: int, max_levels: int = 4) -> Config | None:
         """Move budget from ``donor`` to ``receiver``: the donor steps down the fewest ladder levels
-        that let the receiver step up at least one (with the slack's help)."""
+        (at most ``max_levels``) that let the receiver step up at least one (with the slack's help)."""
         space = self.space
         d_levels = space.levels(donor)
         d_pos = space.level_index(donor, config[donor].samples)
@@ -280,7 +322,7 @@ class InsightGuidedStrategy(SearchStrategy):
         r_pos = space.level_index(receiver, config[receiver].samples)
         if r_pos + 1 >= len(r_levels):
             return None
-        for down_to in range(d_pos - 1, max(-1, d_pos - 3), -1):  # at most two levels (about half)
+        for down_to in range(d_pos - 1, max(-1, d_pos - 1 - max_levels), -1):
             lowered = self._with(config, donor, SubtaskChoice(model=config[donor].model, samples=d_levels[down_to]))
             spend = space.choice_cost(receiver, config[receiver]) + self._slack(lowered)
             samples = space.max_samples_for(receiver, config[receiver].model, spend)
@@ -288,26 +330,72 @@ class InsightGuidedStrategy(SearchStrategy):
                 return self._with(lowered, receiver, SubtaskChoice(model=config[receiver].model, samples=samples))
         return None
 
-    def _switch(self, config: Config, i: int, model: str, transfer: float = 0.0) -> Config | None:
-        """Subtask ``i`` on ``model`` with its current spend plus the slack plus ``transfer`` of the
-        other subtasks' spends (taken from each in proportion).
+    def _exchange_exact(self, config: Config, *, receiver: int, donor: int, levels: int) -> Config | None:
+        """Donor exactly ``levels`` ladder levels lower; receiver up as far as that affords."""
+        space = self.space
+        d_pos = space.level_index(donor, config[donor].samples)
+        if d_pos - levels < 0:
+            return None
+        lowered = self._with(config, donor, SubtaskChoice(model=config[donor].model,
+                                                          samples=space.levels(donor)[d_pos - levels]))
+        spend = space.choice_cost(receiver, config[receiver]) + self._slack(lowered)
+        samples = space.max_samples_for(receiver, config[receiver].model, spend)
+        if samples is None or samples <= config[receiver].samples:
+            return None
+        return self._with(lowered, receiver, SubtaskChoice(model=config[receiver].model, samples=samples))
+
+    def _switch_line(self, config: Config, i: int, model: str) -> list[Config]:
+        """Points of the line search for subtask ``i`` on ``model``: first the samples its current
+        spend (plus the slack) affords; for a larger model then about twice as many, and twice
+        again (up to four points), paid for by the other subtasks in proportion to their spends
+        (finding 2: search the new model's saturation point)."""
+        space = self.space
+        spend = space.choice_cost(i, config[i]) + self._slack(config)
+        levels = space.levels(i)
+        first = space.max_samples_for(i, model, spend)
+        pos = levels.index(first) if first is not None else 0
+        larger = space.registry.get(model).params > space.registry.get(config[i].model).params
+        points: list[Config] = []
+        for step in range(4 if larger else 1):
+            if pos + 2 * step >= len(levels):
+                break
+            cand = self._switch(config, i, model, levels[pos + 2 * step])
+            if cand is None:
+                break
+            if cand != config and cand not in points:
+                points.append(cand)
+        return points
+
+    def _switch(self, config: Config, i: int, model: str, samples: int) -> Config | None:
+        """Subtask ``i`` on ``samples`` samples of ``model``; the other subtasks share what is
+        left in proportion to their current spends.
 
         A donor squeezed to one or two samples of its model moves to the largest smaller candidate
         that still affords three (else its smallest): at a small spend, a smaller model with a few
         samples beats one sample of a larger one (findings 1 and 2)."""
         space = self.space
+        if samples == 0:  # as many as the subtask's current spend plus the slack affords
+            spend = space.choice_cost(i, config[i]) + self._slack(config)
+            found = space.max_samples_for(i, model, spend)
+            if found is None:
+                return None
+            samples = found
+        need = space.choice_cost(i, SubtaskChoice(model=model, samples=samples))
         spends = [space.choice_cost(j, c) for j, c in enumerate(config)]
-        slack = self._slack(config)
-        target = [s * (1.0 - transfer) for s in spends]
-        target[i] = spends[i] + slack + transfer * (sum(spends) - spends[i])
+        others = sum(spends) - spends[i]
+        left = space.budget - need
+        if left <= 0:
+            return None
+        scale = min(1.0, left / others) if others > 0 else 1.0
         models = [c.model for c in config]
         models[i] = model
-        if transfer > 0 and not __import__('os').environ.get('NODONOR'):
-            for j in range(len(config)):
-                if j != i:
-                    models[j] = self._donor_model(j, models[j], target[j])
+        target = [spends[j] * scale for j in range(len(config))]
+        target[i] = need
+        for j in range(len(config)):
+            if j != i and scale < 1.0:
+                models[j] = self._donor_model(j, models[j], target[j])
         cand = place(space, models, target)
-        if cand is None or cand == config:
+        if cand is None or cand[i].model != model or space.cost(cand) > space.budget:
             return None
         return cand
 

@@ -1,5 +1,5 @@
 """Runs inside the vLLM venv (repository on PYTHONPATH): exercises ``VllmEngineModel`` and prints
-one JSON object for tests/vllm/test_engine.py to check. A script, not a test module, because vLLM
+one JSON object for tests/vllm_server/test_vllm_engine.py to check. A script, not a test module, because vLLM
 lives in its own venv; ``__main__`` guard because vLLM's engine core starts by spawning."""
 
 from __future__ import annotations

