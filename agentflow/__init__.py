@@ -8,7 +8,16 @@ decides which model and how many samples each node gets.
 
 from agentflow.agent import StepRecord, TaskResult, Worker
 from agentflow.errors import AgentflowError
-from agentflow.llm import ChatModel, ChatRequest, ChatResponse, Message, OutputSchema, ToolCall, ToolSpec, Usage
+from agentflow.llm import (
+    ChatModel,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    OutputSchema,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from agentflow.testing import ScriptedModel
 from agentflow.tools import Tool, ToolFailure, Toolkit, ToolResult, tool
 from agentflow.workforce import (

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agentflow.budget.cost import DollarCost, FlopsCost, TokenCost, cost_model_by_name, estimate_call, flops_cost
+from agentflow.budget.cost import (
+    DollarCost,
+    FlopsCost,
+    TokenCost,
+    cost_model_by_name,
+    estimate_call,
+    flops_cost,
+)
 from agentflow.budget.registry import ModelPrice, ModelRegistry, ModelSpec, guess_params
 from agentflow.budget.space import AllocationSpace, SubtaskChoice, SubtaskSpace, default_sample_ladder
 from agentflow.errors import ConfigurationError

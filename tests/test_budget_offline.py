@@ -146,7 +146,7 @@ def test_upstream_quality_changes_what_downstream_needs():
         rest = task.space.cheapest()[2:]
         down_model = task.truth[1].models[task.truth[1].preferred]
 
-        def needed(up: SubtaskChoice) -> tuple[int, float]:
+        def needed(up: SubtaskChoice, task=task, down_model=down_model, rest=rest) -> tuple[int, float]:
             curve = [task.stage_quality((up, SubtaskChoice(model=down_model, samples=s)) + rest)[1]
                      for s in range(1, 65)]
             top = curve[-1]
@@ -170,9 +170,8 @@ def test_noise_is_small_and_seeded_and_the_budget_binds():
     # the best configuration without a budget is out of reach: the search must trade off
     unconstrained = clean.table.optimum(float("inf"))
     assert unconstrained is not None and unconstrained[2] > clean.space.budget
-    first_row = s_clean[0]
-    assert clean.true_score(tuple(SubtaskChoice(model=m, samples=int(s)) for m, s in zip(models, first_row))) \
-        == pytest.approx(m_clean["score"][0])
+    first = tuple(SubtaskChoice(model=m, samples=int(s)) for m, s in zip(models, s_clean[0], strict=True))
+    assert clean.true_score(first) == pytest.approx(m_clean["score"][0])
 
 
 # --- metrics ---------------------------------------------------------------------------------------

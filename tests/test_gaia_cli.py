@@ -177,3 +177,50 @@ def test_custom_solver_factory_with_a_scripted_model(cli, dataset, tmp_path, mon
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(r["level"] == 3 and r["answer"] == "1000" for r in records)
     assert all(r["model_calls"] == 1 and r["tokens"] > 0 for r in records)
+
+
+async def test_default_workforce_solver_end_to_end_with_scripted_roles(dataset, tmp_path):
+    """The real Workforce (planner, coordinator, worker with GAIA tools, critic, answer stage) on a task."""
+    from agentflow.evals.adapters import WorkforceSolver
+    from agentflow.evals.answer_format import GaiaAnswerRules
+    from agentflow.testing import by_role
+    from agentflow.workforce import build_default_workforce
+
+    task = next(t for t in load_gaia_tasks(dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold")
+    read = []
+
+    def worker(request: ChatRequest):
+        tool_messages = [m for m in request.messages if m.role == "tool"]
+        if not tool_messages:
+            attached = re.search(r"Attached file: (\S+)", request.messages[-1].content or "").group(1)
+            return call("read_document", path=attached)
+        read.append(tool_messages[-1].content or "")
+        return reply(f"The units sold add up to {task.final_answer}.")
+
+    def planner(request: ChatRequest):
+        # the planner sees the whole request and must carry the attachment into the node's goal:
+        # a node sees only its goal and its inputs, never the whole request
+        attached = re.search(r"Attached file: (\S+)", request.messages[-1].content or "").group(1)
+        return reply({"nodes": [{"id": "units", "goal": f"sum the units sold. Attached file: {attached}",
+                                 "inputs": []}], "outputs": ["units"]})
+
+    model = ScriptedModel(by_role(
+        planner=planner,
+        coordinator=lambda r: reply({"assignments": [{"node": "units", "worker": "assistant"}]}),
+        worker=worker,
+        critic=lambda r: reply({"verdict": "yes", "score": 0.9, "feedback": ""}),
+        answer=lambda r: reply(f"FINAL ANSWER: {task.final_answer}"),
+    ))
+    solver = WorkforceSolver(lambda tools, t: build_default_workforce(model, tools, formatter=GaiaAnswerRules()))
+    out = tmp_path / "out"
+    split_dir = dataset / "2023" / "validation"
+    report = await GaiaRunner([task], solver, out, data_dir=dataset, workspace=split_dir,
+                              corpus=split_dir / "corpus").run()
+    assert report.overall.correct == 1
+    assert read and "order_id" in read[0]  # the worker really read the CSV through the tool
+    from agentflow.evals.results import load_records
+
+    record = load_records(out / "results.jsonl")[(task.task_id, 0)]
+    types = {e.type for e in read_events(out, record)}
+    assert {"plan_created", "node_finished", "tool_call", "critic_verdict"} <= types
+    assert {r.context.role for r in model.requests} >= {"planner", "worker", "critic", "answer"}

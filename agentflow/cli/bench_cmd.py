@@ -3,7 +3,7 @@
 Other benchmark commands add themselves to ``bench_app`` from their own modules (``bench gaia``
 does), so this module only owns the group and the TTS allocation-search benchmark:
 
-    agentflow bench tts --seeds 20 --trials 100 --out benchmarks/results/tts
+    agentflow bench tts --seeds 20 --trials 100 --out benchmarks/results
     agentflow bench tts --seeds 20 --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-7B-Instruct
 
 LLM-driven strategies (AgentTTS, LLM zero-shot) run only when a model is configured with
@@ -40,7 +40,7 @@ def tts(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Synthetic tasks (seeds 0..N-1).")] = 20,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Evaluations per search.")] = 100,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON report and the plot.")]
-    = Path("benchmarks/results/tts"),
+    = Path("benchmarks/results"),
     strategies: Annotated[str | None, typer.Option(
         "--strategies", help="Comma-separated subset, e.g. random,bayesian,insight [default: all].")] = None,
     subtasks: Annotated[int | None, typer.Option("--subtasks", min=1, max=7,

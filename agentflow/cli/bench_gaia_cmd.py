@@ -29,9 +29,10 @@ from agentflow.cli.common import (
 )
 from agentflow.errors import ConfigurationError
 
-SOLVER_HELP = ("worker: one tool-calling worker per task with the GAIA toolkit (default); single: one model call, "
-               "no tools; module:attr: your own solver (an async callable taking the task, or a zero-argument "
-               "factory returning one).")
+SOLVER_HELP = ("workforce: a planned, parallel workforce per task with the GAIA toolkit and GAIA answer rules "
+               "(default); worker: one tool-calling worker per task; single: one model call, no tools; "
+               "module:attr: your own solver (an async callable taking the task, or a zero-argument factory "
+               "returning one).")
 
 
 def _custom_solver(spec: str):
@@ -64,11 +65,11 @@ def gaia(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Tasks run at the same time.")] = 4,
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Seconds per task attempt.")] = None,
     attempts: Annotated[int, typer.Option("--attempts", min=1, help="Attempts per task; k > 1 adds a pass@k column.")] = 1,
-    solver: Annotated[str, typer.Option("--solver", help=SOLVER_HELP)] = "worker",
+    solver: Annotated[str, typer.Option("--solver", help=SOLVER_HELP)] = "workforce",
     base_url: str | None = BaseUrlOption,
     model: str | None = ModelOption,
     api_key: str | None = ApiKeyOption,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns per task (worker solver).")] = 12,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns per worker.")] = 12,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Cap on generated tokens per call.")] = None,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="Documents for local search [default: <split folder>/corpus when it exists].")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun attempts that timed out or crashed.")] = False,
@@ -99,15 +100,19 @@ def gaia(
 
         if ":" in solver:
             chosen, name = _custom_solver(solver), solver
-        elif solver in {"worker", "single"}:
+        elif solver in {"workforce", "worker", "single"}:
+            from agentflow.cli.run_cmd import connect
             from agentflow.evals import ChatModelSolver
-            from agentflow.evals.adapters import WorkerSolver
-            from agentflow.llm import OpenAICompatModel
+            from agentflow.evals.adapters import WorkerSolver, WorkforceSolver
+            from agentflow.evals.answer_format import GaiaAnswerRules
+            from agentflow.workforce import build_default_workforce
 
             base, model_name, key = resolve_endpoint(base_url, model, api_key)
-            backend = OpenAICompatModel(base, model=model_name, api_key=key)
-            await backend.probe()  # a dead endpoint fails here, once, with a clear message
-            if solver == "worker":
+            backend = await connect(base, model_name, key)  # a dead endpoint fails here, once, clearly
+            if solver == "workforce":
+                chosen = WorkforceSolver(lambda tools, task: build_default_workforce(
+                    backend, tools, max_steps=max_steps, max_tokens=max_tokens, formatter=GaiaAnswerRules()))
+            elif solver == "worker":
                 chosen = WorkerSolver(backend, max_steps=max_steps, max_tokens=max_tokens)
             else:
                 chosen = ChatModelSolver(backend, max_tokens=max_tokens)

@@ -67,10 +67,12 @@ def _is_unit(unit: str) -> bool:
 #: questions that ask for the unit (or the symbol) to be written out
 _UNIT_REQUESTED = re.compile(
     r"\b(?:include|including|with|keep|give|state|write)\b[^.?!]{0,40}\b(?:unit|units|symbol|currency)\b"
-    r"|\bunit\s+(?:of\s+measure\s+)?included\b",
+    r"|\bunit\s+(?:of\s+measure\s+)?included\b"
+    r"|\bpercent(?:age)?\s+(?:sign|symbol)\b|\bin\s+percent\b|\bwhat\s+percent\b",
     re.IGNORECASE,
 )
 _LIST_SPLIT = re.compile(r"\s*[;,]\s*")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 def extract_final_answer(text: str | None) -> str:
@@ -84,8 +86,11 @@ def extract_final_answer(text: str | None) -> str:
     matches = list(_FINAL_MARKER.finditer(text))
     if matches:
         text = text[matches[-1].end():]
-    text = text.strip()
-    return text.splitlines()[0].strip() if text else ""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) > 1 and all(_BULLET.match(ln) for ln in lines):
+        # an answer written as a bulleted list is a list answer: join its items
+        return ", ".join(_BULLET.sub("", ln).strip().rstrip(",;") for ln in lines)
+    return lines[0] if lines else ""
 
 
 def _unwrap(text: str) -> str:

@@ -15,7 +15,7 @@ Modules, in the order data flows through them:
 """
 
 from agentflow.workforce.answer import AnswerOutcome, AnswerStage
-from agentflow.workforce.answer_format import AnswerFormatter, FreeFormAnswer, GaiaAnswerFormat
+from agentflow.workforce.answer_format import AnswerFormatter, FreeFormAnswer
 from agentflow.workforce.coordinator import (
     Assignment,
     Coordinator,
@@ -68,7 +68,7 @@ from agentflow.workforce.workforce import (
 __all__ = [
     "AnswerEvent", "AnswerFormatter", "AnswerOutcome", "AnswerStage", "Assignment", "Coordinator", "Critic",
     "CriticVerdictEvent", "FailurePolicy", "FreeFormAnswer", "FunctionHandler", "FunctionRegistry",
-    "GaiaAnswerFormat", "LLMCoordinator", "LLMCritic", "LLMPlanner", "MapSpec", "NodeAssignedEvent",
+    "LLMCoordinator", "LLMCritic", "LLMPlanner", "MapSpec", "NodeAssignedEvent",
     "NodeCancelledEvent", "NodeExpandedEvent", "NodeFailedEvent", "NodeFinishedEvent", "NodeInvalidatedEvent",
     "NodeOutputEvent", "NodeReadyEvent", "NodeReassignedEvent", "NodeRecord", "NodeReplannedEvent", "NodeResult",
     "NodeRetriedEvent", "NodeSkippedEvent", "NodeStartedEvent", "Plan", "PlanCheck", "PlanCreatedEvent",
@@ -78,3 +78,11 @@ __all__ = [
     "Workforce", "WorkforceConfig", "build_default_workforce", "check_plan", "ensure_valid", "rebuild_state",
     "render_plan", "render_run", "run_sync", "symbolic",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "GaiaAnswerFormat":  # lives in agentflow.evals; see answer_format.py
+        from agentflow.evals.answer_format import GaiaAnswerRules
+
+        return GaiaAnswerRules
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
