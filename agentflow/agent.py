@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentflow.errors import AgentflowError, ContextLengthExceededError, ModelError
+from agentflow.errors import AgentflowError, BudgetExceededError, ContextLengthExceededError, ModelError
 from agentflow.llm.base import ChatModel
 from agentflow.llm.types import (
     CallContext,
@@ -352,7 +352,7 @@ class Worker:
                 request = request.model_copy(update={
                     "messages": self._trim(request.messages, int(limit * 0.6), aggressive=True)})
                 continue
-            except ModelError as exc:
+            except (ModelError, BudgetExceededError) as exc:
                 record.note = f"model call failed: {exc.message}"
                 await emit(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
                                           model=getattr(model, "name", ""), error=str(exc)))

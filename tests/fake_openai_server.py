@@ -400,7 +400,8 @@ class FakeOpenAIServer:
                 except Exception:  # a predicate on an unexpected body shape just does not match
                     continue
             if probe:
-                return self.default if not isinstance(self.default, Fault) else text("OK")
+                # probes get a plain reply: a scripted function is written for real requests
+                return self.default if isinstance(self.default, Reply | Completion) else text("OK")
             self.chat_count += 1
             if self._random_faults is not None:
                 rate, pool, rng = self._random_faults

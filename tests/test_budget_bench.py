@@ -92,3 +92,12 @@ def test_cli_prints_table_writes_files_and_says_what_was_skipped(tmp_path):
     bad = CliRunner().invoke(app, ["bench", "tts", "--seeds", "1", "--trials", "5", "--strategies", "nope",
                                    "--out", str(tmp_path)])
     assert bad.exit_code == 1 and "unknown strategies" in bad.output
+
+
+async def test_a_strategy_with_a_missing_package_is_skipped_with_the_reason(monkeypatch):
+    from agentflow.budget.strategies.bayesian import BayesianStrategy
+
+    monkeypatch.setattr(BayesianStrategy, "missing_dependency", classmethod(lambda cls: "optuna is not installed"))
+    report = await run_tts_bench(seeds=1, trials=5, strategies=["random", "bayesian"])
+    assert [s.name for s in report.strategies] == ["random"]
+    assert report.skipped == {"bayesian": "optuna is not installed"}

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from agentflow.agent import Worker
+from agentflow.budget.aggregate import fuse_request
 from agentflow.budget.allocator import Allocation, BudgetAllocator
 from agentflow.budget.cost import FlopsCost, TokenCost
 from agentflow.budget.events import BudgetDegradedEvent, BudgetExhaustedEvent, BudgetSpentEvent
@@ -91,9 +92,8 @@ async def test_resolve_routes_a_degraded_call_to_the_smaller_models_backend():
     large, small = ScriptedModel(answers("L"), name="large"), ScriptedModel(answers("S"), name="small")
     text, details = await sample_and_aggregate(large, req, 2, tracker=tracker, resolve={"small": small}.get,
                                                candidates=["small"])
-    # the first call is planned before any backend is chosen, so it goes through the resolver too
     assert details.model == "small" and tracker.records[0].model == "small"
-    assert text in {"L", "S"}
+    assert text == "S" and not large.calls and small.calls[0].request.model == "small"
 
 
 async def test_nothing_fits_raises_with_a_hint_and_an_event():
@@ -156,8 +156,11 @@ async def test_concurrent_nodes_never_overbook_the_budget():
     log._forward.append(watch)  # observe every booking as it happens
     backend = ScriptedModel(answers(), name="large", latency=0.01)
 
+    wrappers: list[BudgetedModel] = []
+
     async def node(i: int):
         model = BudgetedModel(backend, allocation=Allocation(model="large", samples=4), tracker=tracker)
+        wrappers.append(model)
         return await model.complete(request(node=f"n{i}"))
 
     results = await asyncio.gather(*(node(i) for i in range(12)), return_exceptions=True)
@@ -167,6 +170,33 @@ async def test_concurrent_nodes_never_overbook_the_budget():
     assert tracker.spent <= tracker.budget and peak["committed"] <= tracker.budget
     assert tracker.degradations, "late nodes ran cheaper instead of failing outright"
     assert all(r.choices[0].text == "Paris" and len(r.choices) == 1 for r in done)
+    # each node's own cost is booked to it, not mixed with its concurrent siblings'
+    per_node = [d.cost for w in wrappers for d in w.history]
+    assert sum(per_node) == pytest.approx(tracker.spent)
+    assert sorted(per_node) == sorted(r.actual_cost for r in tracker.records)
+
+
+async def test_critic_and_fuse_calls_are_paid_from_the_budget():
+    tracker = BudgetTracker(1e6, registry(), cost_model=TokenCost())
+    sampler = ScriptedModel(lambda req: reply("4"), name="large")
+    critic = ScriptedModel([reply({"scores": [0.9, 0.1, 0.5]})], name="small")
+    _, details = await sample_and_aggregate(sampler, request(), 3, "best_of_n", tracker=tracker, critic=critic)
+    assert details.method_used == "best_of_n" and details.model_calls == 2
+    assert [r.model for r in tracker.records] == ["large", "small"]
+    assert details.cost == pytest.approx(tracker.spent)
+
+    # a budget that pays for the sampling but leaves one token too few for the fuse call
+    probe = BudgetTracker(1e6, registry(), cost_model=TokenCost())
+    _, sampled = await sample_and_aggregate(sampler, request(), 3, tracker=probe)
+    fuse_cost = probe.estimate("large", fuse_request(request().messages, ["4", "4", "4"], max_tokens=32,
+                                                     context=request().context), 1)
+    tight = BudgetTracker(sampled.cost + fuse_cost - 1, registry(), cost_model=TokenCost())
+    assert tight.estimate("large", request(), 3) <= tight.budget
+    fuser = ScriptedModel(["fused"], name="large")
+    text, details = await sample_and_aggregate(sampler, request(), 3, "fuse", tracker=tight, fuse_model=fuser)
+    assert text == "4" and details.method_used == "vote" and not fuser.calls
+    assert "fuse step fell back" in details.notes[0] and "BudgetExceededError" in details.notes[0]
+    assert tight.spent == pytest.approx(sampled.cost) and tight.spent <= tight.budget
 
 
 async def test_a_scripted_worker_run_never_exceeds_its_budget():
@@ -225,3 +255,25 @@ def test_tracker_rejects_bad_setup():
     with pytest.raises(ConfigurationError, match="not in the budget registry"):
         BudgetTracker(10, registry()).plan("gpt-9", request(), 1)
     assert isinstance(BudgetTracker(10, registry()).cost_model, FlopsCost)
+
+
+async def test_policy_gives_each_run_a_tracker_and_wraps_roles_and_nodes():
+    from agentflow.budget.policy import BudgetPolicy
+
+    policy = BudgetPolicy.for_models(5_000, ["tiny-served-model"], unit="tokens", samples=3)
+    assert policy.registry.get("tiny-served-model").params == 1.0  # size is irrelevant to a token budget
+    with pytest.raises(ConfigurationError, match="parameter count"):
+        BudgetPolicy.for_models(5_000, ["tiny-served-model"], unit="flops")
+    assert BudgetPolicy.for_models(5_000, ["Qwen2.5-7B-Instruct"], unit="flops").registry.get(
+        "Qwen2.5-7B-Instruct").params == 7e9
+
+    backend = ScriptedModel(answers(), name="tiny-served-model")
+    run_a, run_b = policy.tracker(run_id="a"), policy.tracker(run_id="b")
+    node = policy.wrap(backend, run_a, node_id="n1", kind="solver")
+    role = policy.wrap(backend, run_a)
+    await node.complete(request())
+    await role.complete(request(node="plan"))
+    assert [c.request.n for c in backend.calls] == [3, 1]
+    assert run_a.summary().calls == 2 and run_b.spent == 0
+    with pytest.raises(ConfigurationError, match="not in the budget registry"):
+        policy.wrap(ScriptedModel(answers(), name="other"), run_a)

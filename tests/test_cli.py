@@ -84,3 +84,21 @@ def test_run_uses_the_workforce_by_default(fake_openai_factory, tmp_path):
     assert "52" in result.output and "succeeded" in result.output and "3 nodes" in result.output
     names = [((r.get("response_format") or {}).get("json_schema") or {}).get("name") for r in server.requests]
     assert names[0] == "plan" and "verdict" not in names
+
+
+def test_run_under_a_budget_samples_and_reports_spending(fake_openai_factory, tmp_path):
+    server = fake_openai_factory(default=_workforce_brain)
+    result = runner.invoke(app, ["run", "What is 6*7 + 5+5?", "--base-url", server.base_url, "--workspace",
+                                 str(tmp_path), "--no-critic", "--budget", "200000", "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    assert "budget: spent" in result.output and "of 200000 tokens" in result.output
+    from agentflow.agent import DEFAULT_INSTRUCTIONS
+
+    worker_requests = [r for r in server.requests if r["messages"][0]["content"] == DEFAULT_INSTRUCTIONS]
+    assert worker_requests and all(r.get("n") == 3 for r in worker_requests)
+
+
+def test_dollar_budget_without_prices_is_a_clear_error(fake_openai, tmp_path):
+    result = runner.invoke(app, ["run", "hi", "--base-url", fake_openai.base_url, "--workspace", str(tmp_path),
+                                 "--budget", "0.01", "--budget-unit", "usd"])
+    assert result.exit_code == 1 and "--price-in" in result.output

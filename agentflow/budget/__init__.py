@@ -22,6 +22,7 @@ from agentflow.budget.aggregate import (
 from agentflow.budget.allocator import Aggregation, Allocation, BudgetAllocator
 from agentflow.budget.cost import CostModel, DollarCost, FlopsCost, TokenCost, cost_model_by_name, flops_cost
 from agentflow.budget.events import BudgetDegradedEvent, BudgetExhaustedEvent, BudgetSpentEvent
+from agentflow.budget.policy import BudgetPolicy
 from agentflow.budget.registry import ModelPrice, ModelRegistry, ModelSpec, guess_params
 from agentflow.budget.runtime import AggregationDetails, BudgetedModel, sample_and_aggregate
 from agentflow.budget.search import Evaluation, Evaluator, SearchResult, Trial, run_search
@@ -31,7 +32,7 @@ from agentflow.budget.tracker import BudgetSummary, BudgetTracker, CallPlan, Deg
 
 __all__ = [
     "STRATEGIES", "Aggregation", "AggregationDetails", "Allocation", "AllocationSpace", "BudgetAllocator",
-    "BudgetDegradedEvent", "BudgetExhaustedEvent", "BudgetSpentEvent", "BudgetSummary", "BudgetTracker",
+    "BudgetDegradedEvent", "BudgetExhaustedEvent", "BudgetPolicy", "BudgetSpentEvent", "BudgetSummary", "BudgetTracker",
     "BudgetedModel", "CallPlan", "Config", "CostModel", "Degradation", "DollarCost", "Evaluation", "Evaluator",
     "FlopsCost", "ModelPrice", "ModelRegistry", "ModelSpec", "Reservation", "SearchResult", "SearchStrategy",
     "Selection", "SubtaskChoice", "SubtaskSpace", "TokenCost", "Trial", "Vote", "best_of_n", "choice_key",

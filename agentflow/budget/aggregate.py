@@ -185,11 +185,12 @@ def _candidates_text(candidates: Sequence[str]) -> str:
 
 def critic_request(task: Sequence[Message], candidates: Sequence[str], *, max_tokens: int | None = 256,
                    context: CallContext | None = None) -> ChatRequest:
-    n = len(candidates)
     schema = {
         "type": "object",
-        "properties": {"scores": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
-                                  "minItems": n, "maxItems": n}},
+        # no count or range keywords: strict structured output rejects them on some servers; the
+        # count is checked and the range clamped when parsing
+        "properties": {"scores": {"type": "array", "items": {"type": "number"},
+                                  "description": f"exactly {len(candidates)} numbers from 0 to 1"}},
         "required": ["scores"],
         "additionalProperties": False,
     }

@@ -22,14 +22,14 @@ from pydantic import BaseModel, Field
 
 from agentflow.budget.aggregate import (
     Scorer,
+    Selection,
     best_of_n,
     choice_key,
     critic_request,
-    critic_select,
     fuse_request,
-    llm_fuse,
     majority_vote,
     normalize_answer,
+    parse_critic_scores,
 )
 from agentflow.budget.allocator import Allocation
 from agentflow.budget.tracker import BudgetTracker, Degradation, Reservation
@@ -68,13 +68,17 @@ class AggregationDetails(BaseModel):
 
 
 async def _budgeted_call(backend: ChatModel, request: ChatRequest, *, tracker: BudgetTracker | None,
-                         model_name: str, samples: int, node_id: str | None,
-                         candidates: Sequence[str] | None) -> tuple[ChatResponse, Reservation | None]:
-    """Reserve (maybe degraded), call, commit. The response's model is the planned one."""
+                         model_name: str, samples: int, node_id: str | None, candidates: Sequence[str] | None,
+                         resolve: Callable[[str], ChatModel | None] | None = None,
+                         ) -> tuple[ChatResponse, Reservation | None, ChatModel, float]:
+    """Reserve (maybe degraded), call the backend of the planned model, commit; returns the
+    response, the reservation, the backend used and the booked cost."""
     reservation: Reservation | None = None
     if tracker is not None:
         reservation = await tracker.reserve(model_name, request, samples, node_id=node_id, candidates=candidates)
         request = reservation.plan.apply(request)
+        if reservation.plan.model != model_name and resolve is not None:
+            backend = resolve(reservation.plan.model) or backend
     else:
         request = request.model_copy(update={"n": samples})
     try:
@@ -83,9 +87,10 @@ async def _budgeted_call(backend: ChatModel, request: ChatRequest, *, tracker: B
         if tracker is not None and reservation is not None:
             tracker.release(reservation)
         raise
+    cost = 0.0
     if tracker is not None and reservation is not None:
-        await tracker.commit(reservation, response)
-    return response, reservation
+        cost = await tracker.commit(reservation, response)
+    return response, reservation, backend, cost
 
 
 async def sample_and_aggregate(
@@ -96,7 +101,7 @@ async def sample_and_aggregate(
     *,
     tracker: BudgetTracker | None = None,
     model_name: str | None = None,
-    resolve: Callable[[str], ChatModel] | None = None,
+    resolve: Callable[[str], ChatModel | None] | None = None,
     candidates: Sequence[str] | None = None,
     scorer: Scorer | None = None,
     critic: ChatModel | None = None,
@@ -128,23 +133,28 @@ async def sample_and_aggregate(
     node_id = request.context.node_id
     details = AggregationDetails(method_requested=method, method_used="single", model=name,
                                  samples_requested=samples, samples_planned=samples, samples_received=0)
-    spent_before = tracker.spent if tracker is not None else 0.0
-    degr_before = len(tracker.degradations) if tracker is not None else 0
 
-    async def call(backend: ChatModel, req: ChatRequest, m: str, n: int) -> tuple[ChatResponse, str, int]:
-        response, reservation = await _budgeted_call(backend, req, tracker=tracker, model_name=m, samples=n,
-                                                     node_id=node_id, candidates=candidates)
-        planned_model = reservation.plan.model if reservation else m
-        planned_n = reservation.plan.samples if reservation else n
+    async def call(backend: ChatModel, req: ChatRequest, m: str, n: int, *,
+                   fixed: bool = False) -> tuple[ChatResponse, str, int, ChatModel]:
+        """One budgeted call; ``fixed`` calls (critic, fuse) may lower nothing but fail to fit."""
+        response, reservation, used, cost = await _budgeted_call(
+            backend, req, tracker=tracker, model_name=m, samples=n, node_id=node_id,
+            candidates=[] if fixed else candidates, resolve=None if fixed else resolve)
         details.model_calls += 1
         details.usage = details.usage + response.usage
         details.latency_s += response.latency.total_s
-        return response, planned_model, planned_n
+        details.cost += cost
+        if reservation is not None and reservation.plan.degradation is not None:
+            details.degradations.append(reservation.plan.degradation)
+        planned_model = reservation.plan.model if reservation else m
+        planned_n = reservation.plan.samples if reservation else n
+        return response, planned_model, planned_n, used
 
-    backend = model
-    response, planned_model, planned_n = await call(backend, request, name, samples)
-    if planned_model != name:
-        backend = resolve(planned_model) if resolve is not None else model
+    def charged_as(role_model: ChatModel, fallback: str) -> str:
+        # a critic or fuse model missing from the registry is charged as the sampled model
+        return role_model.name if tracker is not None and role_model.name in tracker.registry else fallback
+
+    response, planned_model, planned_n, backend = await call(model, request, name, samples)
     details.model = planned_model
     details.samples_planned = planned_n
     choices = list(response.choices)
@@ -152,8 +162,8 @@ async def sample_and_aggregate(
         missing = planned_n - len(choices)
         details.notes.append(f"the server returned {len(choices)} of {planned_n} samples; asked for {missing} more")
         try:
-            extra, _, _ = await call(backend, request.model_copy(update={"model": planned_model}),
-                                     planned_model, missing)
+            extra, _, _, _ = await call(backend, request.model_copy(update={"model": planned_model}),
+                                        planned_model, missing, fixed=True)
             choices += list(extra.choices)
         except (BudgetExceededError, ModelError) as exc:
             details.notes.append(f"top-up failed ({type(exc).__name__}); aggregating {len(choices)} samples")
@@ -161,40 +171,26 @@ async def sample_and_aggregate(
     details.samples_received = len(choices)
     if not choices:
         details.notes.append("the model returned no choices")
-        return "", _finish(details, tracker, spent_before, degr_before)
+        return "", details
 
     texts = [c.text or "" for c in choices]
-    keys = [choice_key(c, normalize) for c in choices]
-    vote = majority_vote(keys)
+    vote = majority_vote([choice_key(c, normalize) for c in choices])
     details.votes = dict(vote.counts)
     details.agreement = vote.agreement
     chosen = vote.chosen_index
-    used: str = "vote" if len(choices) > 1 else "single"
+    used: Literal["single", "vote", "best_of_n"] = "vote" if len(choices) > 1 else "single"
 
     if len(choices) > 1 and method == "best_of_n":
         try:
             if scorer is not None:
                 selection = await best_of_n(texts, scorer)
             elif critic is not None:
-                # a critic missing from the registry is charged as the sampled model
-                critic_name = critic.name if tracker is not None and critic.name in tracker.registry \
-                    else planned_model
-                reservation = None
-                if tracker is not None:
-                    reservation = await tracker.reserve(critic_name, critic_request(request.messages, texts,
-                                                        context=request.context), 1, node_id=node_id,
-                                                        candidates=[])
-                try:
-                    selection, critic_response = await critic_select(critic, request.messages, texts,
-                                                                     context=request.context)
-                except BaseException:
-                    if tracker is not None and reservation is not None:
-                        tracker.release(reservation)
-                    raise
-                if tracker is not None and reservation is not None:
-                    await tracker.commit(reservation, critic_response)
-                details.model_calls += 1
-                details.usage = details.usage + critic_response.usage
+                critic_response, _, _, _ = await call(
+                    critic, critic_request(request.messages, texts, context=request.context),
+                    charged_as(critic, planned_model), 1, fixed=True)
+                scores = parse_critic_scores(critic_response, len(texts))
+                selection = Selection(chosen_index=max(range(len(scores)), key=lambda i: (scores[i], -i)),
+                                      scores=list(scores))
             else:
                 raise ValueError("best_of_n needs a scorer or a critic model")
             chosen, used = selection.chosen_index, "best_of_n"
@@ -203,45 +199,24 @@ async def sample_and_aggregate(
             details.notes.append(f"best-of-N fell back to majority vote: {type(exc).__name__}: {exc}")
     elif len(choices) > 1 and method == "fuse":
         fuser = fuse_model or backend
-        fuser_name = fuser.name if tracker is not None and fuser.name in tracker.registry else planned_model
         try:
-            reservation = None
-            if tracker is not None:
-                reservation = await tracker.reserve(fuser_name, fuse_request(request.messages, texts,
-                                                    max_tokens=request.max_tokens, context=request.context),
-                                                    1, node_id=node_id, candidates=[])
-            try:
-                text, fuse_response = await llm_fuse(fuser, request.messages, texts,
-                                                     max_tokens=reservation.plan.max_tokens if reservation
-                                                     else request.max_tokens, context=request.context)
-            except BaseException:
-                if tracker is not None and reservation is not None:
-                    tracker.release(reservation)
-                raise
-            if tracker is not None and reservation is not None:
-                await tracker.commit(reservation, fuse_response)
-            details.model_calls += 1
-            details.usage = details.usage + fuse_response.usage
-            fused = Choice(index=len(choices), text=text, finish_reason=fuse_response.first.finish_reason)
+            fuse_response, _, _, _ = await call(
+                fuser, fuse_request(request.messages, texts, max_tokens=request.max_tokens, context=request.context),
+                charged_as(fuser, planned_model), 1, fixed=True)
+            text = fuse_response.text.strip()
+            if not text:
+                raise ValueError("fuse step returned empty content")
             details.chosen_index = None
-            details.chosen = fused
+            details.chosen = Choice(index=len(choices), text=text, finish_reason=fuse_response.first.finish_reason)
             details.method_used = "fuse"
-            return text, _finish(details, tracker, spent_before, degr_before)
+            return text, details
         except (ValueError, ModelError, BudgetExceededError) as exc:
             details.notes.append(f"fuse step fell back to majority vote: {type(exc).__name__}: {exc}")
 
-    details.method_used = used  # type: ignore[assignment]
+    details.method_used = used
     details.chosen_index = chosen
     details.chosen = choices[chosen]
-    return texts[chosen], _finish(details, tracker, spent_before, degr_before)
-
-
-def _finish(details: AggregationDetails, tracker: BudgetTracker | None, spent_before: float,
-            degr_before: int) -> AggregationDetails:
-    if tracker is not None:
-        details.cost = tracker.spent - spent_before
-        details.degradations = list(tracker.degradations[degr_before:])
-    return details
+    return texts[chosen], details
 
 
 class BudgetedModel:

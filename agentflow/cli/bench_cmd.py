@@ -42,9 +42,9 @@ def tts(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON report and the plot.")]
     = Path("benchmarks/results"),
     strategies: Annotated[str | None, typer.Option(
-        "--strategies", help="Comma-separated subset, e.g. random,bayesian,insight [default: all].")] = None,
+        "--strategies", help="Comma-separated subset, e.g. random,bayesian,insight (default: all).")] = None,
     subtasks: Annotated[int | None, typer.Option("--subtasks", min=1, max=7,
-                                                 help="Subtasks per task [default: 2 or 3 by seed].")] = None,
+                                                 help="Subtasks per task (default: 2 or 3, by seed).")] = None,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Score noise (std) in the tables.")] = 0.004,
     max_distance: Annotated[float, typer.Option("--max-distance", min=0.0,
                                                 help="Lookup: reject matches farther than this.")] = 0.25,
@@ -65,13 +65,17 @@ def tts(
 async def _tts(*, seeds: int, trials: int, out: Path, strategies: str | None, subtasks: int | None, noise: float,
                max_distance: float, base_url: str | None, model: str | None, api_key: str | None,
                quiet: bool) -> None:
-    import optuna
-
     from agentflow.budget.offline.bench import run_tts_bench
     from agentflow.budget.offline.plot import plot_best_so_far
     from agentflow.budget.offline.report import summary_table, write_json
+    from agentflow.errors import ConfigurationError
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
+    except ImportError:
+        pass  # the bench skips the bayesian strategy and says why
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     backend = None
     if base_url or model:
@@ -91,6 +95,9 @@ async def _tts(*, seeds: int, trials: int, out: Path, strategies: str | None, su
     console.print(summary_table(report))
     for name, why in report.skipped.items():
         console.print(f"[yellow]skipped {name}:[/] {why}")
-    json_path = write_json(report, out / JSON_NAME)
-    plot_path = plot_best_so_far(report, out / PLOT_NAME) if report.strategies else None
-    console.print(f"report: {json_path}" + (f"\nplot: {plot_path}" if plot_path else ""))
+    console.print(f"report: {write_json(report, out / JSON_NAME)}")
+    if report.strategies:
+        try:
+            console.print(f"plot: {plot_best_so_far(report, out / PLOT_NAME)}")
+        except ConfigurationError as exc:
+            console.print(f"[yellow]no plot:[/] {exc.message} ({exc.hint})")

@@ -16,6 +16,7 @@ from agentflow.cli.common import (
     resolve_endpoint,
     run_async,
 )
+from agentflow.errors import ConfigurationError
 
 
 async def connect(base_url: str, model: str | None, api_key: str | None):
@@ -31,10 +32,12 @@ async def connect(base_url: str, model: str | None, api_key: str | None):
     probe = OpenAICompatModel(base_url, model, api_key, capability_cache=cache,
                               retry_policy=RetryPolicy(max_retries=1, connect_retries=0))
     try:
-        await probe.probe()
+        caps = await probe.probe()
     finally:
         await probe.aclose()
-    return OpenAICompatModel(base_url, model=model, api_key=api_key, capability_cache=cache)
+    # pin the served model's name now: budgets, usage records and events all refer to it
+    resolved = model or (caps.model_ids[0] if caps.model_ids else None)
+    return OpenAICompatModel(base_url, model=resolved, api_key=api_key, capability_cache=cache)
 
 
 @app.command()
@@ -49,6 +52,11 @@ def run(
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Cap on generated tokens per call."),
     critic: bool = typer.Option(True, "--critic/--no-critic", help="Check each node's result (workforce only)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds for the whole run."),
+    budget: float | None = typer.Option(None, "--budget", help="Compute budget for the whole run (workforce only)."),
+    budget_unit: str = typer.Option("tokens", "--budget-unit", help="Unit of --budget: tokens, flops or usd."),
+    samples: int = typer.Option(1, "--samples", min=1, help="Samples per worker node under --budget (majority vote)."),
+    price_in: float | None = typer.Option(None, "--price-in", help="USD per million prompt tokens (--budget-unit usd)."),
+    price_out: float | None = typer.Option(None, "--price-out", help="USD per million completion tokens."),
     show_steps: bool = typer.Option(False, "--steps", help="Print each step (single worker) or the final plan."),
 ) -> None:
     """Answer QUESTION with the built-in tools (python, calculator, file list/read).
@@ -65,11 +73,33 @@ def run(
         backend = await connect(base, model_name, key)
         tools = default_tools(tools_root)
         if single:
+            if budget is not None:
+                raise ConfigurationError("--budget applies to workforce runs", hint="drop --single or --budget")
             await _run_single(backend, tools, question, max_steps, max_tokens, show_steps)
         else:
-            await _run_workforce(backend, tools, question, max_steps, max_tokens, critic, timeout, show_steps)
+            policy = None
+            if budget is not None:
+                policy = budget_policy(budget, backend.name, budget_unit, samples, price_in, price_out)
+            await _run_workforce(backend, tools, question, max_steps, max_tokens, critic, timeout, show_steps,
+                                 policy)
 
     run_async(main())
+
+
+def budget_policy(budget: float, model: str, unit: str, samples: int, price_in: float | None,
+                  price_out: float | None):
+    """The ``--budget`` options as a BudgetPolicy for the one served model."""
+    from agentflow.budget.policy import BudgetPolicy
+    from agentflow.budget.registry import ModelPrice, ModelRegistry, ModelSpec, guess_params
+
+    registry = ModelRegistry()
+    if unit.strip().lower() in {"usd", "dollars", "dollar"}:
+        if price_in is None and price_out is None:
+            raise ConfigurationError("a dollar budget needs the model's prices",
+                                     hint="pass --price-in and --price-out (USD per million tokens)")
+        registry.add(ModelSpec(name=model, params=guess_params(model) or 1.0,
+                               prices=ModelPrice(input_per_mtok=price_in or 0.0, output_per_mtok=price_out or 0.0)))
+    return BudgetPolicy.for_models(budget, [model], unit=unit, samples=samples, registry=registry)
 
 
 async def _run_single(backend, tools, question: str, max_steps: int, max_tokens: int | None, show_steps: bool) -> None:
@@ -91,14 +121,15 @@ async def _run_single(backend, tools, question: str, max_steps: int, max_tokens:
 
 
 async def _run_workforce(backend, tools, question: str, max_steps: int, max_tokens: int | None, critic: bool,
-                         timeout: float | None, show_steps: bool) -> None:
+                         timeout: float | None, show_steps: bool, policy) -> None:
     import asyncio
 
     from rich.live import Live
 
     from agentflow.workforce import build_default_workforce, render_run
 
-    workforce = build_default_workforce(backend, tools, max_steps=max_steps, max_tokens=max_tokens, critic=critic)
+    workforce = build_default_workforce(backend, tools, max_steps=max_steps, max_tokens=max_tokens, critic=critic,
+                                        budget=policy)
     handle = workforce.start(question, timeout=timeout)
     # a live view only on a terminal; piped output gets the final answer alone
     with Live(render_run(handle.state), console=console, refresh_per_second=4, transient=not show_steps,
@@ -115,6 +146,10 @@ async def _run_workforce(backend, tools, question: str, max_steps: int, max_toke
     totals = result.usage
     console.print(f"[dim]status {result.status}; {len(result.state.nodes)} nodes; {result.model_calls} model calls; "
                   f"{totals.prompt_tokens}+{totals.completion_tokens} tokens; {result.duration_s:.1f}s[/]")
+    if result.budget is not None:
+        b = result.budget
+        console.print(f"[dim]budget: spent {b.spent:.6g} of {b.budget:.6g} {b.unit} in {b.calls} calls"
+                      + (f"; {len(b.degradations)} calls degraded to fit" if b.degradations else "") + "[/]")
     if not ok:
         raise typer.Exit(1)
 

@@ -138,6 +138,9 @@ class WorkforceRun:
         self._sink_queue: asyncio.Queue[Event | None] | None = None
         self._forwarder: asyncio.Task[None] | None = None
         self._external_sink = sink
+        self._budgeted: dict[int, ChatModel] = {}
+        #: the run's budget book (None when the workforce has no budget policy)
+        self.tracker = workforce.budget.tracker(run_id=run_id, sink=self._sink) if workforce.budget else None
         self.started = time.monotonic()
         self.finished_at: float | None = None
 
@@ -186,7 +189,25 @@ class WorkforceRun:
 
     # --- models ----------------------------------------------------------------------------------
 
-    def _model(self, model: ChatModel | None) -> ChatModel | None:
+    def _model(self, model: ChatModel | None, *, node_id: str | None = None,
+               kind: str | None = None) -> ChatModel | None:
+        """The model as the run uses it: behind its per-model limit, and under the run's budget.
+
+        With a budget, worker nodes (``node_id``/``kind`` given) get their allocation (model,
+        samples, aggregation); the planner, coordinator, critic and answer stage are booked against
+        the same budget, so the whole run never exceeds it.
+        """
+        limited = self._limit(model)
+        if limited is None or self.tracker is None or self.wf.budget is None:
+            return limited
+        if node_id is None and kind is None:
+            wrapped = self._budgeted.get(id(limited))
+            if wrapped is None:
+                wrapped = self._budgeted[id(limited)] = self.wf.budget.wrap(limited, self.tracker)
+            return wrapped
+        return self.wf.budget.wrap(limited, self.tracker, node_id=node_id, kind=kind)
+
+    def _limit(self, model: ChatModel | None) -> ChatModel | None:
         """The model behind the run's per-model limit (itself when no limit applies)."""
         if model is None or not self.cfg.per_model_limits:
             return model
@@ -566,7 +587,7 @@ class WorkforceRun:
         result = await worker.run(
             self._task_text(nid, texts), context, sink=self._sink,
             call_context=CallContext(run_id=self.run_id, node_id=nid, role="worker"),
-            model=self._model(getattr(worker, "model", None) or self.wf.model),
+            model=self._model(getattr(worker, "model", None) or self.wf.model, node_id=nid, kind=rec.worker),
         )
         if result.failed:
             return _Failure(result.reason or "the worker failed", partial=result.content or None)

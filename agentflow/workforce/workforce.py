@@ -21,6 +21,8 @@ from typing import Any, Literal
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from agentflow.budget.policy import BudgetPolicy
+from agentflow.budget.tracker import BudgetSummary
 from agentflow.errors import ConfigurationError
 from agentflow.llm.base import ChatModel
 from agentflow.llm.types import Usage
@@ -103,6 +105,8 @@ class RunResult(BaseModel):
     duration_s: float = 0.0
     state: RunState
     events: list[SerializeAsAny[Event]] = Field(default_factory=list)
+    #: spending against the run's budget (None when the workforce has no budget policy)
+    budget: BudgetSummary | None = None
 
     @field_validator("events", mode="before")
     @classmethod
@@ -206,6 +210,9 @@ class Workforce:
         answer: ``AnswerStage(model)`` by default.
         functions: symbolic handlers (``{name: fn}`` or a list of functions / ``FunctionHandler``s).
         formatter: answer format rules for the default answer stage (e.g. ``GaiaAnswerFormat()``).
+        budget: an ``agentflow.budget.BudgetPolicy``: each run gets its own budget book, worker
+            nodes are sampled per their allocation, and no run spends more than the budget (calls
+            that would are degraded, and refused only when nothing cheaper fits).
         config: a ``WorkforceConfig``; keyword ``options`` override its fields.
     """
 
@@ -220,9 +227,11 @@ class Workforce:
         answer: AnswerStage | None = _DEFAULT,
         functions: FunctionsLike | None = None,
         formatter: AnswerFormatter | None = None,
+        budget: BudgetPolicy | None = None,
         config: WorkforceConfig | None = None,
         **options: Any,
     ) -> None:
+        self.budget = budget
         self.workers: dict[str, Any] = {}
         for w in workers:
             name = getattr(w, "name", None)
@@ -317,7 +326,8 @@ class Workforce:
 def _result(run: WorkforceRun) -> RunResult:
     end = run.finished_at if run.finished_at is not None else run.started
     return RunResult(run_id=run.run_id, request=run.request, status=run.state.status, answer=run.state.answer,
-                     error=run.state.error, duration_s=end - run.started, state=run.state, events=list(run.log))
+                     error=run.state.error, duration_s=end - run.started, state=run.state, events=list(run.log),
+                     budget=run.tracker.summary() if run.tracker is not None else None)
 
 
 def run_sync(workforce: Workforce, request: str, **kwargs: Any) -> RunResult:

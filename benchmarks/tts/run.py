@@ -27,9 +27,12 @@ from agentflow.budget.offline.report import summary_table, write_json  # noqa: E
 
 
 async def main(args: argparse.Namespace) -> None:
-    import optuna
+    try:
+        import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:
+        pass  # the bayesian strategy is skipped, with the reason in the output
     console = Console()
     model = None
     if args.base_url or args.model:

@@ -151,6 +151,10 @@ async def run_tts_bench(*, seeds: int | Sequence[int] = 20, trials: int = 100,
         if cls.uses_llm and model is None:
             report.skipped[name] = "no model configured (pass --base-url and --model to run LLM strategies)"
             continue
+        missing = cls.missing_dependency()
+        if missing:
+            report.skipped[name] = missing
+            continue
         report.strategies.append(await _run_strategy(name, tasks, seed_list, trials, model, max_distance, progress))
     report.seconds = time.perf_counter() - started
     return report
@@ -188,7 +192,7 @@ async def _run_strategy(name: str, tasks: dict[int, SyntheticTask], seeds: list[
         result = results[seed]
         optimum = tasks[seed].table.optimum(tasks[seed].space.budget)
         curve = normalized_curve([t.score for t in result.trials], optimum[1] if optimum else 1.0, trials)
-        run.curves.append([round(v, 6) for v in curve])
+        run.curves.append([round(v, 4) for v in curve])
         run.auc.append(auc(curve))
         run.trials_to_95.append(trials_to(curve, 0.95))
         run.trials_to_99.append(trials_to(curve, 0.99))

@@ -28,8 +28,8 @@ from agentflow.budget.strategies.llm_common import (
     ask_json,
     candidates_schema,
     describe_problem,
-    extract_candidates,
     format_history,
+    take_candidates,
     validate_candidates,
 )
 from agentflow.budget.strategies.probes import insight_probes
@@ -155,7 +155,11 @@ class AgentTTSStrategy(SearchStrategy):
         if reply.error:
             self.count("llm_failures")
             self.note(f"round {round_no} candidates: {reply.error}")
-        checked = validate_candidates(self.space, extract_candidates(reply.data))
+        raw, extra = take_candidates(reply.data, want)
+        if extra:
+            self.count("dropped", extra)
+            self.note(f"round {round_no}: {extra} candidates beyond the {want} asked for were ignored")
+        checked = validate_candidates(self.space, raw)
         for reason in checked.dropped:
             self.count("dropped")
             self.note(f"round {round_no}: {reason}")

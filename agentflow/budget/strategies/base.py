@@ -40,6 +40,11 @@ class SearchStrategy(ABC):
         self._notes: list[str] = []
         self._counters: dict[str, int] = {}
 
+    @classmethod
+    def missing_dependency(cls) -> str | None:
+        """Why this strategy cannot run in this environment (a missing package), or ``None``."""
+        return None
+
     @abstractmethod
     async def propose(self, history: Sequence[Trial], k: int) -> list[Config]:
         """Up to ``k`` new feasible configurations."""

@@ -55,6 +55,12 @@ class BayesianStrategy(SearchStrategy):
         #: asked trials awaiting their evaluation, by configuration
         self._pending: dict[Config, list[tuple[Any, bool]]] = {}
 
+    @classmethod
+    def missing_dependency(cls) -> str | None:
+        import importlib.util
+
+        return None if importlib.util.find_spec("optuna") else "optuna is not installed (pip install optuna)"
+
     def _to_config(self, params: dict[str, Any]) -> Config:
         return tuple(
             SubtaskChoice(model=params[f"model_{i}"], samples=self.space.levels(i)[params[f"level_{i}"]])

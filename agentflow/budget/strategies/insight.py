@@ -148,9 +148,9 @@ class InsightGuidedStrategy(SearchStrategy):
         best, best_score = yield from self._ascend(start, score if score is not None else -math.inf)
 
         # 3. revisit models (finding 1 again, now at the spends the ascent settled on): switch one
-        #    subtask's model, line-search its spend, ascend from the best point of that line, and
-        #    keep the result when it beats the incumbent. Switches are tried in order of how close
-        #    the model came to the subtask's winner in the probes.
+        #    subtask's model, line-search its sample count, ascend from the best point of that
+        #    line, keep the result when it beats the incumbent; when no switch is left, widen
+        #    the local search.
         def priority(i: int, model: str) -> tuple[int, float]:
             top = probe_score[i].get(self.probe_ranking[i][0], 0.0)
             deficit = top - probe_score[i].get(model, top - 1.0)

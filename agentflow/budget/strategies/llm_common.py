@@ -91,7 +91,11 @@ def format_history(space: AllocationSpace, history: Sequence[Trial], *, objectiv
 
 def candidates_schema(space: AllocationSpace, max_items: int) -> dict[str, Any]:
     """JSON schema of ``{"candidates": [{subtask: {"model", "samples"}}]}``, with enums, so a
-    server with structured output can only produce well-formed candidates."""
+    server with structured output can only produce well-formed candidates.
+
+    It stays inside the subset every strict structured-output implementation accepts (all
+    properties required, no additional properties, no length or count limits); the count is
+    stated in the description and enforced after parsing (``take_candidates``)."""
     props = {
         s.name: {
             "type": "object",
@@ -109,8 +113,7 @@ def candidates_schema(space: AllocationSpace, max_items: int) -> dict[str, Any]:
         "properties": {
             "candidates": {
                 "type": "array",
-                "minItems": 1,
-                "maxItems": max_items,
+                "description": f"at most {max_items} configurations",
                 "items": {"type": "object", "properties": props, "required": list(props),
                           "additionalProperties": False},
             }
@@ -122,8 +125,7 @@ def candidates_schema(space: AllocationSpace, max_items: int) -> dict[str, Any]:
 
 INSIGHTS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"insights": {"type": "array", "items": {"type": "string", "maxLength": 400},
-                                "minItems": 1, "maxItems": 8}},
+    "properties": {"insights": {"type": "array", "items": {"type": "string"}}},
     "required": ["insights"],
     "additionalProperties": False,
 }
@@ -191,6 +193,12 @@ def extract_candidates(data: Any) -> list[Any]:
     if isinstance(data, list):
         return data
     return []
+
+
+def take_candidates(data: Any, limit: int) -> tuple[list[Any], int]:
+    """At most ``limit`` raw candidates from a reply, and how many more it held."""
+    found = extract_candidates(data)
+    return found[:limit], max(0, len(found) - limit)
 
 
 def _match_model(name: Any, models: Sequence[str]) -> str | None:

@@ -19,8 +19,8 @@ from agentflow.budget.strategies.llm_common import (
     ask_json,
     candidates_schema,
     describe_problem,
-    extract_candidates,
     format_config,
+    take_candidates,
     validate_candidates,
 )
 from agentflow.llm.base import ChatModel
@@ -60,7 +60,11 @@ class LLMZeroShotStrategy(SearchStrategy):
             if reply.error:
                 self.count("llm_failures")
                 self.note(reply.error)
-            checked = validate_candidates(self.space, extract_candidates(reply.data))
+            raw, extra = take_candidates(reply.data, want)
+            if extra:
+                self.count("dropped", extra)
+                self.note(f"{extra} candidates beyond the {want} asked for were ignored")
+            checked = validate_candidates(self.space, raw)
             for reason in checked.dropped:
                 self.count("dropped")
                 self.note(reason)
