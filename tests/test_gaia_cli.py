@@ -32,9 +32,8 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def cli():
-    from agentflow.cli.bench_cmd import bench_app
-
     from agentflow.cli import bench_gaia_cmd  # noqa: F401 - registers `gaia` on bench_app
+    from agentflow.cli.bench_cmd import bench_app
 
     root = typer.Typer()
     root.add_typer(bench_app, name="bench")
