@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,31 +29,20 @@ import openai  # noqa: E402
 from agentflow.llm.openai_compat import OpenAICompatModel  # noqa: E402
 from agentflow.llm.transport import RetryPolicy  # noqa: E402
 from agentflow.llm.types import ChatRequest, Message, ToolSpec  # noqa: E402
+from benchmarks._fake_server_process import start_server  # noqa: E402
 
-SERVER_SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-from fake_openai_server import FakeOpenAIServer, tool_call, text
+# the fake server's reply to every chat request (served from a separate process)
+ANSWER = """
 def answer(body):
     if body.get("tools"):
-        return tool_call("add", {{"a": 1, "b": 2}})
+        return tool_call("add", {"a": 1, "b": 2})
     return text("The answer is 3.")
-server = FakeOpenAIServer(default=answer).start()
-print(server.base_url, flush=True)
-sys.stdin.read()
 """
 
 ADD = ToolSpec(name="add", description="Add two integers.", parameters={
     "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]})
 MESSAGES = [Message.system("You are a careful assistant. Use tools when they help."),
             Message.user("What is 1 + 2? Think briefly, then answer.")]
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT.format(tests=str(ROOT / "tests"))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
 
 
 async def raw_calls(client: openai.AsyncOpenAI, model: str, n: int, tools: bool) -> None:
@@ -83,7 +71,7 @@ async def measure(fn: Any, *args: Any) -> tuple[float, float]:
 
 
 async def main(calls: int, blocks: int) -> dict[str, Any]:
-    proc, base_url = start_server()
+    proc, base_url = start_server(ANSWER)
     try:
         raw = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
         ours = OpenAICompatModel(base_url, timeout=30, retry_policy=RetryPolicy(max_retries=0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,3 +32,19 @@ def fake_openai_factory() -> Iterator[Callable[..., FakeOpenAIServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+# --- the bundled GAIA-style task set (benchmarks/gaia_local) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gaia_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled task set generated with seed 0 (``<root>/2023/validation/...``), once per test module.
+
+    Module-scoped, not session-scoped, so no test module sees files another one wrote there.
+    """
+    from benchmarks.gaia_local.generate import generate  # imported here: only the GAIA tests need it
+
+    root = tmp_path_factory.mktemp("gaia_local")
+    generate(root, seed=0)
+    return root

@@ -20,14 +20,6 @@ from agentflow.evals.adapters import WorkerSolver  # noqa: E402
 from agentflow.evals.runner import read_events  # noqa: E402
 from agentflow.llm.types import ChatRequest  # noqa: E402
 from agentflow.testing import ScriptedModel, call, reply  # noqa: E402
-from benchmarks.gaia_local.generate import generate  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gaia_local")
-    generate(root, seed=0)
-    return root
 
 
 @pytest.fixture
@@ -58,17 +50,17 @@ SOLVER_MODULE = textwrap.dedent('''
 ''')
 
 
-def test_bench_gaia_runs_resumes_and_reports(cli, dataset, tmp_path, monkeypatch):
+def test_bench_gaia_runs_resumes_and_reports(cli, gaia_dataset, tmp_path, monkeypatch):
     (tmp_path / "mysolver.py").write_text(SOLVER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
-    result = cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12,
+    result = cli("--data-dir", gaia_dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12,
                  "--concurrency", 3, "--price-in", 1.0, "--price-out", 2.0, "--quiet")
     assert result.exit_code == 0, result.output
     assert "GAIA results" in result.output and "pass@1" in result.output
     assert "submission:" in result.output
 
-    tasks = load_gaia_tasks(dataset, limit=12)
+    tasks = load_gaia_tasks(gaia_dataset, limit=12)
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["task_id"] for r in results) == sorted(t.task_id for t in tasks)
     assert all(r["correct"] == (r["level"] == 1) for r in results)
@@ -81,12 +73,12 @@ def test_bench_gaia_runs_resumes_and_reports(cli, dataset, tmp_path, monkeypatch
     assert summary["overall"]["correct"] == n_l1 and summary["overall"]["tasks"] == 12
 
     # same command again: resumes, nothing reruns; a larger --limit runs only the new tasks
-    assert cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12, "-q").exit_code == 0
+    assert cli("--data-dir", gaia_dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 12, "-q").exit_code == 0
     assert len((tmp_path / "calls.txt").read_text().split()) == 12
-    assert cli("--data-dir", dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 15, "-q").exit_code == 0
+    assert cli("--data-dir", gaia_dataset, "--out", out, "--solver", "mysolver:solver", "--limit", 15, "-q").exit_code == 0
     assert len((tmp_path / "calls.txt").read_text().split()) == 15
 
-    report = cli("--data-dir", dataset, "--out", out, "--limit", 15, "--report-only")
+    report = cli("--data-dir", gaia_dataset, "--out", out, "--limit", 15, "--report-only")
     assert report.exit_code == 0 and re.search(r"all\s.*15", report.output)
 
 
@@ -97,8 +89,8 @@ def test_bench_gaia_errors_are_one_clear_line(cli, tmp_path, monkeypatch):
     assert "no GAIA data directory given" in result.output and "Traceback" not in result.output
 
 
-async def test_worker_solver_uses_the_gaia_tools_on_the_attachment(dataset, tmp_path):
-    tasks = [t for t in load_gaia_tasks(dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold"]
+async def test_worker_solver_uses_the_gaia_tools_on_the_attachment(gaia_dataset, tmp_path):
+    tasks = [t for t in load_gaia_tasks(gaia_dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold"]
     task = tasks[0]
 
     def script(request: ChatRequest):
@@ -113,8 +105,8 @@ async def test_worker_solver_uses_the_gaia_tools_on_the_attachment(dataset, tmp_
 
     model = ScriptedModel(script)
     out = tmp_path / "out"
-    split_dir = dataset / "2023" / "validation"
-    report = await GaiaRunner([task], WorkerSolver(model), out, data_dir=dataset, workspace=split_dir,
+    split_dir = gaia_dataset / "2023" / "validation"
+    report = await GaiaRunner([task], WorkerSolver(model), out, data_dir=gaia_dataset, workspace=split_dir,
                               corpus=split_dir / "corpus").run()
     assert report.overall.correct == 1
     events = read_events(out, next(iter(__import__("agentflow.evals.results", fromlist=["x"]).load_records(
@@ -125,7 +117,7 @@ async def test_worker_solver_uses_the_gaia_tools_on_the_attachment(dataset, tmp_
     assert (out / "work" / task.task_id / "corpus").is_dir()
 
 
-async def test_workforce_adapter_streams_events_and_reads_the_result(dataset, tmp_path):
+async def test_workforce_adapter_streams_events_and_reads_the_result(gaia_dataset, tmp_path):
     from agentflow.evals.adapters import WorkforceSolver
     from agentflow.llm.types import Usage
     from agentflow.runs.events import WorkerStepEvent
@@ -147,10 +139,10 @@ async def test_workforce_adapter_streams_events_and_reads_the_result(dataset, tm
             await sink(WorkerStepEvent(worker="w", step=1, text="reading"))
             return FakeResult("FINAL ANSWER: 7")
 
-    task = next(t for t in load_gaia_tasks(dataset) if t.file_path is not None)
+    task = next(t for t in load_gaia_tasks(gaia_dataset) if t.file_path is not None)
     out = tmp_path / "out"
-    report = await GaiaRunner([task], WorkforceSolver(FakeWorkforce), out, data_dir=dataset,
-                              workspace=dataset / "2023" / "validation").run()
+    report = await GaiaRunner([task], WorkforceSolver(FakeWorkforce), out, data_dir=gaia_dataset,
+                              workspace=gaia_dataset / "2023" / "validation").run()
     assert "read_document" in built["tools"] and built["file"].parent == out / "work" / task.task_id
     from agentflow.evals.results import load_records
 
@@ -160,7 +152,7 @@ async def test_workforce_adapter_streams_events_and_reads_the_result(dataset, tm
     assert report.overall.tasks == 1
 
 
-def test_custom_solver_factory_with_a_scripted_model(cli, dataset, tmp_path, monkeypatch):
+def test_custom_solver_factory_with_a_scripted_model(cli, gaia_dataset, tmp_path, monkeypatch):
     (tmp_path / "scripted_solver.py").write_text(textwrap.dedent('''
         from agentflow.evals import ChatModelSolver
         from agentflow.testing import ScriptedModel, reply
@@ -170,7 +162,7 @@ def test_custom_solver_factory_with_a_scripted_model(cli, dataset, tmp_path, mon
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
-    result = cli("--data-dir", dataset, "--out", out, "--solver", "scripted_solver:make", "--level", 3,
+    result = cli("--data-dir", gaia_dataset, "--out", out, "--solver", "scripted_solver:make", "--level", 3,
                  "--limit", 4, "-q")
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -178,14 +170,14 @@ def test_custom_solver_factory_with_a_scripted_model(cli, dataset, tmp_path, mon
     assert all(r["model_calls"] == 1 and r["tokens"] > 0 for r in records)
 
 
-async def test_default_workforce_solver_end_to_end_with_scripted_roles(dataset, tmp_path):
+async def test_default_workforce_solver_end_to_end_with_scripted_roles(gaia_dataset, tmp_path):
     """The real Workforce (planner, coordinator, worker with GAIA tools, critic, answer stage) on a task."""
     from agentflow.evals.adapters import WorkforceSolver
     from agentflow.evals.answer_format import GaiaAnswerRules
     from agentflow.testing import by_role
     from agentflow.workforce import build_default_workforce
 
-    task = next(t for t in load_gaia_tasks(dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold")
+    task = next(t for t in load_gaia_tasks(gaia_dataset) if (t.annotator_metadata or {}).get("Family") == "csv_units_sold")
     read = []
 
     def worker(request: ChatRequest):
@@ -212,8 +204,8 @@ async def test_default_workforce_solver_end_to_end_with_scripted_roles(dataset, 
     ))
     solver = WorkforceSolver(lambda tools, t: build_default_workforce(model, tools, formatter=GaiaAnswerRules()))
     out = tmp_path / "out"
-    split_dir = dataset / "2023" / "validation"
-    report = await GaiaRunner([task], solver, out, data_dir=dataset, workspace=split_dir,
+    split_dir = gaia_dataset / "2023" / "validation"
+    report = await GaiaRunner([task], solver, out, data_dir=gaia_dataset, workspace=split_dir,
                               corpus=split_dir / "corpus").run()
     assert report.overall.correct == 1
     assert read and "order_id" in read[0]  # the worker really read the CSV through the tool

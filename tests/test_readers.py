@@ -23,15 +23,13 @@ from agentflow.tools.readers import (  # noqa: E402
     read_path,
 )
 from agentflow.tools.readers.tools import reader_tools  # noqa: E402
-from benchmarks.gaia_local.generate import generate  # noqa: E402
 from benchmarks.gaia_local.writers import docx_bytes, pdf_bytes, pptx_bytes, xlsx_bytes, zip_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gaia_local")
-    generate(root, seed=0)
-    return root / "2023" / "validation"
+def generated(gaia_dataset: Path) -> Path:
+    """The bundled task set's validation split: one file of every attachment kind."""
+    return gaia_dataset / "2023" / "validation"
 
 
 def test_every_generated_attachment_reads(generated):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sample_tools import add
 
 from agentflow.agent import TaskResult, Worker
 from agentflow.errors import ServerError
@@ -18,17 +19,6 @@ from agentflow.runs.events import (
 )
 from agentflow.testing import ScriptedModel, call, calls, reply
 from agentflow.tools import tool
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: first addend
-        b: second addend
-    """
-    return a + b
 
 
 @tool

@@ -22,21 +22,11 @@ from fake_openai_server import (
     text,
     tool_call,
 )
+from sample_tools import add
 
-from agentflow import TaskResult, Worker, tool
+from agentflow import TaskResult, Worker
 from agentflow.llm import OpenAICompatModel
 from agentflow.llm.transport import RetryPolicy
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: first addend
-        b: second addend
-    """
-    return a + b
 
 
 def flaky_model_brain(seed: int):

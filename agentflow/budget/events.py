@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel
+
 from agentflow.runs.events import Event
 
 
-class BudgetDegradedEvent(Event):
-    """A call was planned cheaper than requested to stay within the budget."""
+class Degradation(BaseModel):
+    """A call planned cheaper than asked for, and why.
 
-    type: Literal["budget_degraded"] = "budget_degraded"
+    The tracker keeps these records (``BudgetTracker.degradations``) and publishes each as a
+    ``BudgetDegradedEvent``; defining the facts once keeps the record and the event in step.
+    """
+
+    node_id: str | None = None
     from_model: str
     to_model: str
     from_samples: int
@@ -23,6 +29,12 @@ class BudgetDegradedEvent(Event):
     reason: str
     estimated_cost: float
     remaining: float
+
+
+class BudgetDegradedEvent(Degradation, Event):
+    """A call was planned cheaper than requested to stay within the budget (a ``Degradation``'s fields)."""
+
+    type: Literal["budget_degraded"] = "budget_degraded"
 
 
 class BudgetSpentEvent(Event):

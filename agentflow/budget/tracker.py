@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from pydantic import BaseModel, Field
 
 from agentflow.budget.cost import CostModel, FlopsCost
-from agentflow.budget.events import BudgetDegradedEvent, BudgetExhaustedEvent, BudgetSpentEvent
+from agentflow.budget.events import BudgetDegradedEvent, BudgetExhaustedEvent, BudgetSpentEvent, Degradation
 from agentflow.budget.registry import ModelRegistry
 from agentflow.errors import BudgetExceededError, ConfigurationError
 from agentflow.llm.types import ChatRequest, ChatResponse
@@ -42,19 +42,6 @@ log = logging.getLogger(__name__)
 
 #: tokens a chat template adds around each message
 MESSAGE_OVERHEAD_TOKENS = 4
-
-
-class Degradation(BaseModel):
-    """A call planned cheaper than asked for, and why."""
-
-    node_id: str | None = None
-    from_model: str
-    to_model: str
-    from_samples: int
-    to_samples: int
-    reason: str
-    estimated_cost: float
-    remaining: float
 
 
 class CallPlan(BaseModel):
@@ -255,11 +242,7 @@ class BudgetTracker:
         if plan.degradation is not None:
             self.degradations.append(plan.degradation)
             log.info("budget: %s", plan.degradation.reason)
-            d = plan.degradation
-            await self._emit(BudgetDegradedEvent(node_id=node_id, from_model=d.from_model, to_model=d.to_model,
-                                                 from_samples=d.from_samples, to_samples=d.to_samples,
-                                                 reason=d.reason, estimated_cost=d.estimated_cost,
-                                                 remaining=d.remaining))
+            await self._emit(BudgetDegradedEvent(**plan.degradation.model_dump(exclude={"node_id"}), node_id=node_id))
         return reservation
 
     async def commit(self, reservation: Reservation, response: ChatResponse) -> float:

@@ -128,8 +128,9 @@ async def _run_workforce(backend, tools, question: str, max_steps: int, max_toke
 
     from agentflow.workforce import build_default_workforce, render_run
 
+    # a local model that cannot produce a valid plan still gets the request, as one worker node
     workforce = build_default_workforce(backend, tools, max_steps=max_steps, max_tokens=max_tokens, critic=critic,
-                                        budget=policy)
+                                        budget=policy, on_plan_failure="single_node")
     handle = workforce.start(question, timeout=timeout)
     # a live view only on a terminal; piped output gets the final answer alone
     with Live(render_run(handle.state), console=console, refresh_per_second=4, transient=not show_steps,

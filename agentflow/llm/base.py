@@ -6,7 +6,7 @@ server, OpenAI, an in-process engine or a ``ScriptedModel`` in tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol, runtime_checkable
 
 from agentflow.llm.types import ChatRequest, ChatResponse, StreamDone, StreamEvent, TextDelta, ToolCallDelta
@@ -34,6 +34,16 @@ async def stream_from_complete(model: ChatModel, request: ChatRequest) -> AsyncI
     Used by backends without incremental output so callers can always consume ``stream()``.
     """
     response = await model.complete(request)
+    for event in response_events(response):
+        yield event
+
+
+def response_events(response: ChatResponse) -> Iterator[StreamEvent]:
+    """The stream events of a finished response: each choice's text and tool-call deltas, then ``StreamDone``.
+
+    Every stream that replays a completed response (``stream_from_complete``, a backend's
+    non-streaming fallback) emits this one sequence, so consumers see the same events either way.
+    """
     for choice in response.choices:
         if choice.text:
             yield TextDelta(index=choice.index, text=choice.text)

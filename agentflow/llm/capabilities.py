@@ -15,7 +15,7 @@ Results are cached per endpoint on the model, and can be shared between models t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -32,17 +32,9 @@ Feature = Literal[
     "streaming",
 ]
 
-#: features probed with a chat request, in the order a capability table lists them
-FEATURES: tuple[Feature, ...] = (
-    "tool_choice_auto",
-    "tool_choice_required",
-    "tool_choice_named",
-    "strict_tools",
-    "json_schema",
-    "n_samples",
-    "logprobs",
-    "streaming",
-)
+#: features probed with a chat request, in the order a capability table lists them (the order of
+#: ``Feature``, read from it so that a new feature needs adding in one place only)
+FEATURES: tuple[Feature, ...] = get_args(Feature)
 
 LABELS: dict[str, str] = {
     "server": "server",

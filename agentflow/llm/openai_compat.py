@@ -63,6 +63,7 @@ from agentflow.errors import (
     ModelNotFoundError,
     ServerError,
 )
+from agentflow.llm.base import response_events
 from agentflow.llm.capabilities import (
     FEATURES,
     Capabilities,
@@ -756,13 +757,8 @@ class OpenAICompatModel:
         response = await self._run(request, started, downgrades, attempts)
         if self.ledger is not None:
             self.ledger.record(request, response)
-        for choice in response.choices:
-            if choice.text:
-                yield TextDelta(index=choice.index, text=choice.text)
-            for i, call in enumerate(choice.tool_calls):
-                yield ToolCallDelta(index=choice.index, call_index=i, id=call.id, name=call.name,
-                                    arguments=call.raw_arguments)
-        yield StreamDone(response=response)
+        for event in response_events(response):
+            yield event
 
 
 # --- helpers -------------------------------------------------------------------------------------

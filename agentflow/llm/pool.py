@@ -106,6 +106,17 @@ class EndpointPool:
         endpoint.last_error = error.message
         logger.warning("endpoint %s failed (%s); avoiding it for %.1fs", endpoint.label, error.message, cooldown)
 
+    def _fail_over(self, endpoint: EndpointState, error: ModelError) -> int:
+        """Mark ``endpoint`` after an error worth trying the next member for; return the attempts it used.
+
+        A non-retryable error (bad request, authentication) would fail on every member alike, so it
+        is raised instead. ``complete`` and ``stream`` share this so they fail over by the same rule.
+        """
+        if not error.retryable:
+            raise error
+        self._failed(endpoint, error)
+        return getattr(error, "attempts", 1)
+
     def _succeeded(self, endpoint: EndpointState) -> None:
         if endpoint.failures:
             logger.info("endpoint %s is answering again", endpoint.label)
@@ -132,10 +143,7 @@ class EndpointPool:
             try:
                 response = await endpoint.model.complete(request)
             except ModelError as err:
-                if not err.retryable:
-                    raise
-                failed_attempts += getattr(err, "attempts", 1)
-                self._failed(endpoint, err)
+                failed_attempts += self._fail_over(endpoint, err)
                 last = err
                 continue
             finally:
@@ -158,10 +166,7 @@ class EndpointPool:
                 except StopAsyncIteration:
                     return
                 except ModelError as err:
-                    if not err.retryable:
-                        raise
-                    failed_attempts += getattr(err, "attempts", 1)
-                    self._failed(endpoint, err)
+                    failed_attempts += self._fail_over(endpoint, err)
                     last = err
                     continue
                 event: StreamEvent | None = first

@@ -29,6 +29,21 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_][A-Za-z0-9_.\-\[\]/]*)\}")
 ITEM_PLACEHOLDER = "item"
 
 
+def _id_list(value: Any) -> Any:
+    """A model's list of node ids as stripped strings: ``None`` is none, a lone id (``3``, ``"n2"``) is a list of one.
+
+    Models write ids as ints and sometimes send one id where a list belongs; anything else is
+    left for pydantic to reject with its usual message.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str | int):
+        value = [value]
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    return value
+
+
 class MapSpec(BaseModel):
     """Run the node once per element of a list-valued input (one child per element, concurrently).
 
@@ -70,13 +85,7 @@ class PlanNode(BaseModel):
     @field_validator("inputs", mode="before")
     @classmethod
     def _inputs_to_str(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        if isinstance(value, str | int):
-            value = [value]
-        if isinstance(value, list):
-            return [str(v).strip() for v in value]
-        return value
+        return _id_list(value)
 
 
 class Plan(BaseModel):
@@ -92,13 +101,7 @@ class Plan(BaseModel):
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs_to_str(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        if isinstance(value, str | int):
-            value = [value]
-        if isinstance(value, list):
-            return [str(v).strip() for v in value]
-        return value
+        return _id_list(value)
 
     def node(self, node_id: str) -> PlanNode:
         for n in self.nodes:

@@ -147,15 +147,20 @@ def pdf_bytes(title: str, paragraphs: Sequence[str], table: Sequence[Sequence[st
             c.showPage()
             y = height - 60
 
+    def write_wrapped(text: str) -> None:
+        """One paragraph in body type, wrapped and paged; the body and the footer both use it."""
+        nonlocal y
+        for line in _wrap(text, 95):
+            need(14)
+            c.drawString(50, y, line)
+            y -= 14
+
     c.setFont("Helvetica-Bold", 15)
     c.drawString(50, y, title)
     y -= 28
     c.setFont("Helvetica", 10)
     for text in paragraphs:
-        for line in _wrap(text, 95):
-            need(14)
-            c.drawString(50, y, line)
-            y -= 14
+        write_wrapped(text)
         y -= 6
     if table:
         xs = list(col_x or [50 + i * (480 / len(table[0])) for i in range(len(table[0]))])
@@ -168,10 +173,7 @@ def pdf_bytes(title: str, paragraphs: Sequence[str], table: Sequence[Sequence[st
         y -= 8
     c.setFont("Helvetica", 10)
     for text in footer:
-        for line in _wrap(text, 95):
-            need(14)
-            c.drawString(50, y, line)
-            y -= 14
+        write_wrapped(text)
     c.showPage()
     c.save()
     return buf.getvalue()

@@ -1,10 +1,9 @@
 """Read-only file tools confined to a workspace directory: ``list_files`` and ``read_file``.
 
-Every path a model sends is resolved (following symlinks) and must land inside the workspace
-root; ``..`` escapes, absolute paths elsewhere and symlinks pointing outside are refused with an
-``error_kind="sandbox"`` result. A symlink *inside* the workspace that points to another place
-inside it is fine. (A symlink swapped in between the check and the open could still race the
-check; the tools are meant to keep an honest model in its lane, not to stop a local attacker.)
+Every path a model sends goes through ``agentflow.tools.workspace.Workspace`` (re-exported here):
+it is resolved (following symlinks) and must land inside the workspace root; ``..`` escapes,
+absolute paths elsewhere and symlinks pointing outside are refused with an ``error_kind="sandbox"``
+result, while a symlink inside the workspace that points to another place inside it is fine.
 
 Files are read as text in chunks of at most ``max_chars`` characters; the result ends with the
 ``offset`` to pass for the next chunk, so a model can page through a large file instead of
@@ -23,9 +22,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from agentflow.errors import SandboxViolationError, ToolError
 from agentflow.tools.base import Tool
 from agentflow.tools.result import ToolFailure
+from agentflow.tools.workspace import Workspace
 
 DEFAULT_MAX_CHARS = 20_000
 MAX_LIST_ENTRIES = 500
@@ -37,46 +36,6 @@ _MAGIC = [
     (b"\x1f\x8b", "gzip archive"), (b"\x7fELF", "ELF executable"), (b"RIFF", "RIFF media (wav/avi/webp)"),
     (b"SQLite format 3", "SQLite database"), (b"PAR1", "Parquet file"), (b"\xd0\xcf\x11\xe0", "legacy Office document"),
 ]
-
-
-class Workspace:
-    """A directory the file tools may not leave."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise ToolError(f"Workspace {str(root)!r} is not an existing directory.",
-                            hint="Create the directory first or pass another path.")
-        self.root = path.resolve()
-
-    def resolve(self, path: str) -> Path:
-        """Resolve a model-supplied path; raise ``SandboxViolationError`` if it leaves the root."""
-        if "\x00" in path:
-            raise SandboxViolationError(f"Path {path!r} contains a NUL byte.")
-        candidate = Path(path.strip() or ".").expanduser()
-        full = candidate if candidate.is_absolute() else self.root / candidate
-        resolved = full.resolve()
-        if not resolved.is_relative_to(self.root):
-            reason = "is a symlink that points" if _has_symlink(self.root, full) else "is"
-            raise SandboxViolationError(
-                f"Access denied: {path!r} {reason} outside the workspace.",
-                hint="Use paths relative to the workspace root, e.g. 'data/report.txt'; call list_files to see what exists.",
-            )
-        return resolved
-
-    def relative(self, path: Path) -> str:
-        rel = path.relative_to(self.root).as_posix()
-        return rel if rel != "." else "."
-
-
-def _has_symlink(root: Path, full: Path) -> bool:
-    """Whether any component of ``full`` (below the filesystem root) is a symlink."""
-    current = Path(full.anchor)
-    for part in full.parts[1:]:
-        current = current / part
-        if current.is_symlink():
-            return True
-    return False
 
 
 def _binary_kind(head: bytes) -> str | None:
