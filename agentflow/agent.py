@@ -212,9 +212,10 @@ class Worker:
                 result = TaskResult(failed=True, reason=f"internal error in worker: {type(exc).__name__}: {exc}",
                                     worker=self.name)
         result.seconds = time.monotonic() - started
-        await emit(WorkerFinishedEvent(run_id=ctx.run_id, node_id=ctx.node_id, worker=self.name,
-                                       failed=result.failed, reason=result.reason, content=result.content,
-                                       steps=len(result.steps), usage=result.usage))
+        if emit is not discard:  # building events costs CPU on the hot path; skip it when nobody listens
+            await emit(WorkerFinishedEvent(run_id=ctx.run_id, node_id=ctx.node_id, worker=self.name,
+                                           failed=result.failed, reason=result.reason, content=result.content,
+                                           steps=len(result.steps), usage=result.usage))
         return result
 
     async def _run_trajectories(self, task, context, emit, ctx, output_schema, model, n, max_tokens,
@@ -284,7 +285,10 @@ class Worker:
             if choice.tool_calls and not out_of_steps:
                 bad_replies = 0
                 messages.append(Message.assistant(choice.text, choice.tool_calls))
-                results = await asyncio.gather(*[self._run_tool(c, emit, ctx, step) for c in choice.tool_calls])
+                if len(choice.tool_calls) == 1:  # the common case: no task to create
+                    results = [await self._run_tool(choice.tool_calls[0], emit, ctx, step)]
+                else:
+                    results = await asyncio.gather(*[self._run_tool(c, emit, ctx, step) for c in choice.tool_calls])
                 record.tool_results = list(results)
                 result.tool_calls += len(results)
                 for call, res in zip(choice.tool_calls, results, strict=True):
@@ -360,15 +364,18 @@ class Worker:
             if not response.choices:
                 record.note = "model returned no choices"
                 return None
-            await emit(ModelCallEvent(
-                run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=response.model,
-                usage=response.usage, latency=response.latency, n=request.n, attempts=response.attempts,
-                finish_reasons=[c.finish_reason for c in response.choices]))
+            if emit is not discard:
+                await emit(ModelCallEvent(
+                    run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=response.model,
+                    usage=response.usage, latency=response.latency, n=request.n, attempts=response.attempts,
+                    finish_reasons=[c.finish_reason for c in response.choices]))
             return response
         return None
 
     async def _run_tool(self, call: ToolCall, emit: EventSink, ctx: CallContext, step: int) -> ToolResult:
         result = await self.toolkit.execute(call)
+        if emit is discard:
+            return result
         await emit(ToolCallEvent(
             run_id=ctx.run_id, node_id=ctx.node_id, worker=self.name, step=step, call_id=call.id,
             tool=call.name, arguments=call.arguments, raw_arguments=call.raw_arguments, result=result.content,
@@ -376,6 +383,8 @@ class Worker:
         return result
 
     async def _emit_step(self, emit: EventSink, ctx: CallContext, record: StepRecord) -> None:
+        if emit is discard:
+            return
         await emit(WorkerStepEvent(run_id=ctx.run_id, node_id=ctx.node_id, worker=self.name, step=record.index,
                                    text=record.text, tool_names=[c.name for c in record.tool_calls],
                                    note=record.note))
