@@ -48,7 +48,6 @@ from agentflow.llm.metrics import (  # noqa: E402
     AimdLimiter,
     MetricsAwareModel,
     PrefixCacheProbe,
-    usage_cache_hit_rate,
 )
 from agentflow.llm.openai_compat import OpenAICompatModel  # noqa: E402
 from agentflow.llm.types import Usage  # noqa: E402
@@ -164,7 +163,7 @@ async def measure(name: str, base_url: str, coro) -> dict:
         "gen_tok_per_s": usage.completion_tokens / wall,
         "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
-        "hit_rate_usage": usage_cache_hit_rate(usage),
+        "hit_rate_usage": usage.cache_hit_rate,
         "hit_rate_metrics": probe.delta.prefix_cache_hit_rate,
         "server_prompt_tokens": probe.delta.prompt_tokens,
         "server_generation_tokens": probe.delta.generation_tokens,

@@ -31,7 +31,6 @@ from agentflow.llm.metrics import (
     metrics_delta,
     metrics_url,
     parse_prometheus,
-    usage_cache_hit_rate,
 )
 from agentflow.llm.types import ChatRequest, Message, NamedToolChoice, ToolCall, ToolSpec, Usage
 from agentflow.llm.vllm_engine import conversation, forced_call_schema
@@ -405,8 +404,8 @@ def test_delta_gives_the_hit_rate_of_an_interval_and_survives_restarts() -> None
 
 
 def test_usage_hit_rate() -> None:
-    assert usage_cache_hit_rate(Usage(prompt_tokens=200, cached_tokens=150)) == 0.75
-    assert usage_cache_hit_rate(Usage()) is None
+    assert Usage(prompt_tokens=200, cached_tokens=150).cache_hit_rate == 0.75
+    assert Usage().cache_hit_rate is None
 
 
 def test_metrics_url_strips_v1() -> None:

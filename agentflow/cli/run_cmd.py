@@ -145,8 +145,10 @@ async def _run_workforce(backend, tools, question: str, max_steps: int, max_toke
     ok = result.status in ("succeeded", "partial")
     _print_answer(result.answer or "", not ok, result.error if not ok else None)
     totals = result.usage
+    hit = totals.cache_hit_rate
+    cache = f"; prefix-cache hits {hit:.0%} of prompt tokens" if hit else ""
     console.print(f"[dim]status {result.status}; {len(result.state.nodes)} nodes; {result.model_calls} model calls; "
-                  f"{totals.prompt_tokens}+{totals.completion_tokens} tokens; {result.duration_s:.1f}s[/]")
+                  f"{totals.prompt_tokens}+{totals.completion_tokens} tokens{cache}; {result.duration_s:.1f}s[/]")
     if result.budget is not None:
         b = result.budget
         console.print(f"[dim]budget: spent {b.spent:.6g} of {b.budget:.6g} {b.unit} in {b.calls} calls"

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from agentflow.errors import EndpointUnreachableError, UnsupportedFeatureError
 from agentflow.llm.base import ChatModel
-from agentflow.llm.types import ChatRequest, ChatResponse, StreamEvent, Usage
+from agentflow.llm.types import ChatRequest, ChatResponse, StreamEvent
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +200,6 @@ def metrics_delta(before: VllmMetrics, after: VllmMetrics) -> MetricsDelta:
         generation_tokens=diff("generation_tokens"),
         preemptions=diff("preemptions"),
     )
-
-
-def usage_cache_hit_rate(usage: Usage) -> float | None:
-    """Prefix-cache hit rate of calls whose usage reports cached prompt tokens.
-
-    vLLM reports per-request cached tokens (``prompt_tokens_details.cached_tokens``) when started
-    with ``--enable-prompt-tokens-details`` (``agentflow serve`` does), so a run's summed usage
-    carries its own hit rate even when other clients share the server.
-    """
-    if usage.prompt_tokens <= 0:
-        return None
-    return usage.cached_tokens / usage.prompt_tokens
 
 
 def metrics_url(base_url: str) -> str:
@@ -459,5 +447,4 @@ class PrefixCacheProbe:
 __all__ = [
     "AimdLimiter", "LimiterState", "MetricsAwareModel", "MetricsDelta", "PrefixCacheProbe", "Sample",
     "VllmMetrics", "fetch_metrics", "metrics_delta", "metrics_url", "parse_prometheus",
-    "usage_cache_hit_rate",
 ]

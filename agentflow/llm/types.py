@@ -194,6 +194,16 @@ class Usage(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Share of prompt tokens served from the server's prefix cache (None without prompt tokens).
+
+        vLLM reports per-request cached tokens when started with ``--enable-prompt-tokens-details``
+        (``agentflow serve`` does), so a run's summed usage carries its own hit rate even when other
+        clients share the server.
+        """
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens > 0 else None
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
