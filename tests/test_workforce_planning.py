@@ -74,6 +74,16 @@ async def test_cyclic_plan_is_repaired_by_feedback() -> None:
     assert result.state.plan_repairs == 1
 
 
+async def test_repair_feedback_carries_only_the_latest_attempt() -> None:
+    # a transcript of every failed plan would outgrow a small model's context window
+    m = model([reply(CYCLIC), reply(DANGLING), reply(GOOD)])
+    result = await wf(m).run("req")
+    assert result.ok
+    third = m.calls_for(role="planner")[2].request.messages
+    assert [msg.role for msg in third] == ["system", "user", "assistant", "user"]
+    assert "ghost" in (third[-1].content or "") and "cycle" not in (third[-1].content or "")
+
+
 async def test_dangling_reference_is_repaired() -> None:
     m = model([reply(DANGLING), reply(GOOD)])
     result = await wf(m).run("req")

@@ -341,7 +341,8 @@ class LLMPlanner:
             raise PlanValidationError("the planner has no model", hint="pass LLMPlanner(model=...)")
         emit = sink or discard
         ctx = (call_context or CallContext()).model_copy(update={"role": "planner"})
-        messages = self.messages(task)
+        base = self.messages(task)
+        messages = base
         schema = OutputSchema(name="plan", json_schema=plan_json_schema(task))
         external = [e.id for e in task.existing]
         functions = task.function_names
@@ -375,7 +376,9 @@ class LLMPlanner:
             logger.info("plan attempt %d invalid: %s", attempt, "; ".join(problems))
             await emit(PlanInvalidEvent(run_id=ctx.run_id, node_id=ctx.node_id, mode=task.mode, attempt=attempt,
                                         issues=problems, raw=raw[:4000]))
-            messages = [*messages, Message.assistant(raw or "(empty reply)"), Message.user(
+            # only the latest attempt goes back: a transcript of every failed plan would grow past
+            # a small local model's context window within a few attempts
+            messages = [*base, Message.assistant(raw[:6000] or "(empty reply)"), Message.user(
                 "That plan cannot be used:\n" + "\n".join(f"- {p}" for p in problems)
                 + "\nReply with the complete corrected plan as JSON.")]
         raise PlanValidationError(
