@@ -212,6 +212,7 @@ async def test_default_workforce_solver_end_to_end_with_scripted_roles(gaia_data
     from agentflow.evals.results import load_records
 
     record = load_records(out / "results.jsonl")[(task.task_id, 0)]
+    assert record.model_calls == len(model.calls)
     types = {e.type for e in read_events(out, record)}
     assert {"plan_created", "node_finished", "tool_call", "critic_verdict"} <= types
     assert {r.context.role for r in model.requests} >= {"planner", "worker", "critic", "answer"}

@@ -159,7 +159,8 @@ class WorkforceSolver:
         usage = getattr(result, "usage", None)
         return SolverOutput(answer=getattr(result, "answer", None), trace=str(trace),
                             usage=usage if isinstance(usage, Usage) else Usage(), events=events,
-                            cost=getattr(result, "cost", None))
+                            cost=getattr(result, "cost", None),
+                            model_calls=int(getattr(result, "model_calls", 0) or 0))
 
 
 __all__ = ["CORPUS_DIR", "WorkerSolver", "WorkforceSolver", "gaia_tools", "prepare_workspace", "render_steps"]
