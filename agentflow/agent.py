@@ -39,6 +39,7 @@ from agentflow.llm.types import (
     Usage,
 )
 from agentflow.runs.events import (
+    CANCELLED_CALL,
     EventSink,
     ModelCallEvent,
     ToolCallEvent,
@@ -346,6 +347,12 @@ class Worker:
         for attempt in (1, 2):
             try:
                 response = await model.complete(request)
+            except asyncio.CancelledError:
+                # the call was in flight and may have cost the server work: keep it in the record
+                if emit is not discard:
+                    await emit(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
+                                              model=getattr(model, "name", ""), error=CANCELLED_CALL))
+                raise
             except ContextLengthExceededError as exc:
                 if attempt == 2:
                     record.note = f"prompt does not fit the context window even after trimming: {exc.message}"

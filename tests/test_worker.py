@@ -107,13 +107,16 @@ async def test_unexpected_exception_is_contained():
     assert result.failed and "ValueError" in result.reason
 
 
-async def test_cancellation_propagates():
+async def test_cancellation_propagates_and_the_in_flight_call_stays_on_record():
     model = ScriptedModel([reply("late")], latency=5)
-    task = asyncio.create_task(Worker("w", model=model).run("x"))
+    log = EventLog()
+    task = asyncio.create_task(Worker("w", model=model).run("x", sink=log))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    [event] = log.of_type(ModelCallEvent)
+    assert "cancelled" in event.error
 
 
 async def test_step_limit_forces_a_final_answer_without_tools():

@@ -77,6 +77,11 @@ async def discard(event: Event) -> None:
 # --- model and tool events (emitted by workers, planners, critics) ------------------------------
 
 
+#: ``ModelCallEvent.error`` of a call that was cancelled while in flight (it may have cost the
+#: server work, so it stays in the record)
+CANCELLED_CALL = "cancelled while in flight (the node or run was cancelled)"
+
+
 class ModelCallEvent(Event):
     type: Literal["model_call"] = "model_call"
     context: CallContext = Field(default_factory=CallContext)

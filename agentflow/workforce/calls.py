@@ -18,7 +18,7 @@ import json_repair
 from agentflow.errors import AgentflowError
 from agentflow.llm.base import ChatModel
 from agentflow.llm.types import ChatRequest, ChatResponse, Choice
-from agentflow.runs.events import EventSink, ModelCallEvent
+from agentflow.runs.events import CANCELLED_CALL, EventSink, ModelCallEvent
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ async def complete_logged(model: ChatModel, request: ChatRequest, sink: EventSin
     try:
         response = await model.complete(request)
     except asyncio.CancelledError:
+        await sink(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
+                                  model=getattr(model, "name", ""), error=CANCELLED_CALL))
         raise
     except AgentflowError as exc:
         await sink(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
