@@ -30,25 +30,30 @@ from agentflow.llm.transport import RetryPolicy
 
 
 def flaky_model_brain(seed: int):
-    """A model that sums 1..3 with the add tool, and misbehaves on a quarter of its turns."""
+    """A model that sums 1..3 with the add tool, and botches a quarter of its turns.
+
+    The right next action is decided first; a botched turn is that same action gone wrong
+    (truncated or mistyped arguments, an empty reply, the call leaked into the text), so a
+    worker that copes with the mess still ends at 6.
+    """
     rng = random.Random(seed)
 
     def respond(body: dict):
-        messages = body["messages"]
-        results = [m for m in messages if m["role"] == "tool"]
-        last_ok = [m for m in results if m["content"].strip().lstrip("-").isdigit()]
-        total = int(last_ok[-1]["content"]) if last_ok else 0
-        done = len(last_ok)
-        if rng.random() < 0.25:
+        results = [m for m in body["messages"] if m["role"] == "tool"]
+        sums = [m for m in results if m["content"].strip().lstrip("-").isdigit()]
+        total = int(sums[-1]["content"]) if sums else 0
+        done = len(sums)
+        botch = rng.random() < 0.25
+        if done < 3:
+            if not botch:
+                return tool_call("add", {"a": total, "b": done + 1})
             return rng.choice([
                 tool_call("add", '{"a": 1, "b": '),                      # truncated JSON
                 tool_call("add", {"a": "one", "b": 2}),                  # wrong type
                 text(""),                                                # empty reply
                 leaked_tool_call("add", {"a": total, "b": done + 1}),    # call leaked into content
             ])
-        if done < 3:
-            return tool_call("add", {"a": total, "b": done + 1})
-        return text(f"The total is {total}.")
+        return text("") if botch else text(f"The total is {total}.")
 
     return respond
 
