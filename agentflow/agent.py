@@ -350,14 +350,12 @@ class Worker:
             except asyncio.CancelledError:
                 # the call was in flight and may have cost the server work: keep it in the record
                 if emit is not discard:
-                    await emit(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                              model=getattr(model, "name", ""), error=CANCELLED_CALL))
+                    await emit(ModelCallEvent.failed(request, getattr(model, "name", ""), CANCELLED_CALL))
                 raise
             except ContextLengthExceededError as exc:
                 if attempt == 2:
                     record.note = f"prompt does not fit the context window even after trimming: {exc.message}"
-                    await emit(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                              model=getattr(model, "name", ""), error=str(exc)))
+                    await emit(ModelCallEvent.failed(request, getattr(model, "name", ""), str(exc)))
                     return None
                 limit = exc.max_context or self._window(model) or 4096
                 request = request.model_copy(update={
@@ -365,17 +363,13 @@ class Worker:
                 continue
             except (ModelError, BudgetExceededError) as exc:
                 record.note = f"model call failed: {exc.message}"
-                await emit(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                          model=getattr(model, "name", ""), error=str(exc)))
+                await emit(ModelCallEvent.failed(request, getattr(model, "name", ""), str(exc)))
                 return None
             if not response.choices:
                 record.note = "model returned no choices"
                 return None
             if emit is not discard:
-                await emit(ModelCallEvent(
-                    run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=response.model,
-                    usage=response.usage, latency=response.latency, n=request.n, attempts=response.attempts,
-                    finish_reasons=[c.finish_reason for c in response.choices]))
+                await emit(ModelCallEvent.succeeded(request, response))
             return response
         return None
 

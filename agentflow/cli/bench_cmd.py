@@ -22,6 +22,7 @@ from agentflow.cli.common import (
     ApiKeyOption,
     BaseUrlOption,
     ModelOption,
+    connect,
     console,
     resolve_endpoint,
     run_async,
@@ -79,11 +80,8 @@ async def _tts(*, seeds: int, trials: int, out: Path, strategies: str | None, su
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     backend = None
     if base_url or model:
-        from agentflow.llm import OpenAICompatModel
-
         base, model_name, key = resolve_endpoint(base_url, model, api_key)
-        backend = OpenAICompatModel(base, model=model_name, api_key=key)
-        await backend.probe()  # a dead endpoint fails here, once, with a clear message
+        backend = await connect(base, model_name, key)  # a dead endpoint fails here, once, clearly
         console.print(f"LLM strategies use [bold]{backend.name}[/] at {base}")
 
     def progress(name: str, done: int, total: int) -> None:

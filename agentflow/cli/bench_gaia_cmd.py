@@ -22,6 +22,7 @@ from agentflow.cli.common import (
     ApiKeyOption,
     BaseUrlOption,
     ModelOption,
+    connect,
     console,
     err_console,
     resolve_endpoint,
@@ -101,7 +102,6 @@ def gaia(
         if ":" in solver:
             chosen, name = _custom_solver(solver), solver
         elif solver in {"workforce", "worker", "single"}:
-            from agentflow.cli.run_cmd import connect
             from agentflow.evals import ChatModelSolver
             from agentflow.evals.adapters import WorkerSolver, WorkforceSolver
             from agentflow.evals.answer_format import GaiaAnswerRules

@@ -49,3 +49,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+
+
+async def connect(base_url: str, model: str | None, api_key: str | None):
+    """Build the backend after one fail-fast probe, so a dead endpoint gives a single clear message.
+
+    The probe shares its capability cache with the returned model, so nothing is probed twice.
+    """
+    from agentflow.llm import OpenAICompatModel
+    from agentflow.llm.capabilities import CapabilityCache
+    from agentflow.llm.transport import RetryPolicy
+
+    cache = CapabilityCache()
+    probe = OpenAICompatModel(base_url, model, api_key, capability_cache=cache,
+                              retry_policy=RetryPolicy(max_retries=1, connect_retries=0))
+    try:
+        caps = await probe.probe()
+    finally:
+        await probe.aclose()
+    # pin the served model's name now: budgets, usage records and events all refer to it
+    resolved = model or (caps.model_ids[0] if caps.model_ids else None)
+    return OpenAICompatModel(base_url, model=resolved, api_key=api_key, capability_cache=cache)

@@ -148,10 +148,7 @@ class ChatModelSolver:
             context=CallContext(run_id=context.run_id, role="solver"),
         )
         response = await self.model.complete(request)
-        await context.sink(ModelCallEvent(run_id=context.run_id, context=request.context, model=response.model,
-                                          usage=response.usage, latency=response.latency, n=request.n,
-                                          attempts=response.attempts,
-                                          finish_reasons=[c.finish_reason for c in response.choices]))
+        await context.sink(ModelCallEvent.succeeded(request, response))
         text = response.text
         return SolverOutput(answer=text, trace=text, usage=response.usage, model_calls=1)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agentflow.llm.types import CallContext, Latency, Usage
+from agentflow.llm.types import CallContext, ChatRequest, ChatResponse, Latency, Usage
 
 _REGISTRY: dict[str, type[Event]] = {}
 
@@ -92,6 +92,20 @@ class ModelCallEvent(Event):
     attempts: int = 1
     finish_reasons: list[str | None] = Field(default_factory=list)
     error: str | None = None
+
+    @classmethod
+    def succeeded(cls, request: ChatRequest, response: ChatResponse) -> ModelCallEvent:
+        """The record of a call that returned, attributed by ``request.context``."""
+        ctx = request.context
+        return cls(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=response.model,
+                   usage=response.usage, latency=response.latency, n=request.n, attempts=response.attempts,
+                   finish_reasons=[c.finish_reason for c in response.choices])
+
+    @classmethod
+    def failed(cls, request: ChatRequest, model_name: str, error: str) -> ModelCallEvent:
+        """The record of a call that raised or was cancelled (``error`` says which)."""
+        ctx = request.context
+        return cls(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=model_name, error=error)
 
 
 class ToolCallEvent(Event):

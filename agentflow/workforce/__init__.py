@@ -14,6 +14,7 @@ Modules, in the order data flows through them:
 - ``render``: rich views for the CLI
 """
 
+from agentflow.workforce import answer_format
 from agentflow.workforce.answer import AnswerOutcome, AnswerStage
 from agentflow.workforce.answer_format import AnswerFormatter, FreeFormAnswer
 from agentflow.workforce.coordinator import (
@@ -80,9 +81,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name == "GaiaAnswerFormat":  # lives in agentflow.evals; see answer_format.py
-        from agentflow.evals.answer_format import GaiaAnswerRules
 
-        return GaiaAnswerRules
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    # GaiaAnswerFormat is loaded lazily by answer_format (it lives in agentflow.evals)
+    return getattr(answer_format, name)

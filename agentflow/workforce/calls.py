@@ -27,26 +27,20 @@ _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 
 async def complete_logged(model: ChatModel, request: ChatRequest, sink: EventSink) -> tuple[ChatResponse | None, str | None]:
     """Call the model once; return ``(response, None)`` or ``(None, error message)``."""
-    ctx = request.context
+    name = getattr(model, "name", "")
     try:
         response = await model.complete(request)
     except asyncio.CancelledError:
-        await sink(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                  model=getattr(model, "name", ""), error=CANCELLED_CALL))
+        await sink(ModelCallEvent.failed(request, name, CANCELLED_CALL))
         raise
     except AgentflowError as exc:
-        await sink(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                  model=getattr(model, "name", ""), error=str(exc)))
+        await sink(ModelCallEvent.failed(request, name, str(exc)))
         return None, exc.message
     except Exception as exc:  # a backend bug must not take the run down
-        logger.exception("model %s raised on a %s call", getattr(model, "name", "?"), ctx.role)
-        await sink(ModelCallEvent(run_id=ctx.run_id, node_id=ctx.node_id, context=ctx,
-                                  model=getattr(model, "name", ""), error=f"{type(exc).__name__}: {exc}"))
+        logger.exception("model %s raised on a %s call", name or "?", request.context.role)
+        await sink(ModelCallEvent.failed(request, name, f"{type(exc).__name__}: {exc}"))
         return None, f"{type(exc).__name__}: {exc}"
-    await sink(ModelCallEvent(
-        run_id=ctx.run_id, node_id=ctx.node_id, context=ctx, model=response.model, usage=response.usage,
-        latency=response.latency, n=request.n, attempts=response.attempts,
-        finish_reasons=[c.finish_reason for c in response.choices]))
+    await sink(ModelCallEvent.succeeded(request, response))
     if not response.choices:
         return None, "the model returned no choices"
     return response, None
